@@ -1,0 +1,1 @@
+"""``commerce``: the operator's command line (accounts, keys, database, jobs)."""

@@ -1,0 +1,1 @@
+"""The local stack: test processor, SMTP sink, private PostgreSQL/Redis, process runner."""

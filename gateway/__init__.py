@@ -1,0 +1,1 @@
+"""One base URL for the whole public surface: the route table and a local proxy."""

@@ -1,0 +1,14 @@
+from shared.entrypoint import ServiceSpec, main
+
+from .settings import BillingSettings
+
+SPEC = ServiceSpec(
+    name="billing",
+    schema="billing",
+    settings=BillingSettings,
+    create_app="services.billing.app:create_app",
+    worker="services.billing.worker:run",
+)
+
+if __name__ == "__main__":
+    main(SPEC)

@@ -1,0 +1,17 @@
+"""The notifications service's HTTP app."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from shared.web.app import service_app
+
+from .emails.handlers import routes as email_routes
+from .settings import NotificationsSettings
+
+
+def create_app(settings: NotificationsSettings) -> web.Application:
+    def setup(app: web.Application) -> None:
+        app.router.add_routes(email_routes)
+
+    return service_app(settings, service="notifications", schema="notifications", setup_routes=setup)

@@ -1,0 +1,278 @@
+"""Payload models of the events the services exchange (the contract between them)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .envelope import event_model
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# --- account.updated -------------------------------------------------------------------
+class ProcessorSnapshot(_Payload):
+    type: str  # "test" | "stripe"
+    publishable_key: str | None = None
+    api_base: str | None = None
+    #: Fernet ciphertext (COMMERCE_SECRET_KEY); never the plain secret.
+    secret_key_encrypted: str | None = None
+    webhook_secret_encrypted: str | None = None
+
+
+class ApiKeySnapshot(_Payload):
+    id: str
+    prefix: str
+    key_hash: str  # hex SHA-256
+    scopes: list[str]
+    revoked_at: datetime | None = None
+
+
+class AccountSnapshot(_Payload):
+    id: str
+    version: int
+    name: str
+    test_mode: bool
+    settings: dict
+    clock_offset_us: int
+    processor: ProcessorSnapshot | None = None
+    api_keys: list[ApiKeySnapshot]
+
+
+@event_model("account.updated", 1)
+class AccountUpdatedV1(_Payload):
+    """The whole account as the owner (checkout) sees it; consumers keep a projection.
+
+    Sent on creation, on every settings, key, processor or test-clock change. Carries a
+    version so that projections apply snapshots in any order and keep the newest.
+    """
+
+    account: AccountSnapshot
+    #: Set when the change moved the test clock (consumers schedule what became due).
+    clock_advanced_from_us: int | None = None
+
+
+# --- purchase.completed ----------------------------------------------------------------
+class Address(_Payload):
+    line1: str | None = None
+    line2: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+
+
+class RecurringTerms(_Payload):
+    interval: str
+    #: Number of payments; None = renews until cancelled.
+    payments: int | None = None
+    end_date: date | None = None
+    #: First billing date (the anchor), in the account's time zone.
+    start_date: date
+
+
+class TaxRateRef(_Payload):
+    id: str
+    name: str
+    percentage: str  # decimal string, e.g. "8.875"
+
+
+class PurchasedItem(_Payload):
+    line_item_id: str
+    product_id: str | None = None
+    name: str
+    description: str | None = None
+    quantity: int
+    unit_amount: int
+    #: Per-unit discount (already rounded); applies to every payment of a recurring item.
+    unit_discount: int = 0
+    #: (unit_amount − unit_discount) × quantity: each payment's line amount before tax.
+    amount: int
+    #: Share of the order discounts in what was charged now (0 when not charged now).
+    discount: int = 0
+    #: Tax charged now on this line.
+    tax: int = 0
+    #: Tax on each later payment of a recurring line.
+    recurring_tax: int = 0
+    tax_rate: TaxRateRef | None = None
+    due_now: bool = True
+    recurring: RecurringTerms | None = None
+    subscription_group: str | None = None
+
+
+class SubscriptionTerms(_Payload):
+    """One subscription to create for a group of recurring items (PRODUCT §6.2)."""
+
+    subscription_group: str
+    interval: str
+    payments: int | None = None
+    end_date: date | None = None
+    start_date: date
+    #: True when the first payment was charged at checkout (it counts as payment 1).
+    first_payment_charged: bool
+    line_item_ids: list[str]
+    #: Each later payment: line amounts plus their tax.
+    amount: int
+    tax: int = 0
+
+
+class DealRule(_Payload):
+    """Inputs of the deal rule of PRODUCT §3.2, applied by crm_sync."""
+
+    link_id: str
+    link_name: str
+    #: The deal the link was created with (or from), if any.
+    deal_id: str | None = None
+    #: {"pipeline": id, "stage": id} when each payment should create a deal; None = off.
+    create_deal: dict | None = None
+
+
+class PurchaseContact(_Payload):
+    email: str
+    firstname: str | None = None
+    lastname: str | None = None
+    phone: str | None = None
+    company: str | None = None
+    jobtitle: str | None = None
+    website: str | None = None
+    address: str | None = None
+    city: str | None = None
+    state: str | None = None
+    zip: str | None = None
+    country: str | None = None
+
+
+@event_model("purchase.completed", 1)
+class PurchaseCompletedV1(_Payload):
+    """A buyer's purchase was accepted: a card payment succeeded, or a bank debit was
+    authorised and submitted (``payment_status`` "processing": it settles later, announced
+    by ``payment.succeeded`` / ``payment.failed``)."""
+
+    payment_id: str
+    payment_status: Literal["succeeded", "processing"] = "succeeded"
+    session_id: str
+    source: dict  # {"type": "payment_link" | "quote" | "invoice", "id": ...}
+    amount: int
+    currency: str
+    subtotal: int
+    discount: int = 0
+    tax: int = 0
+    discount_code: str | None = None
+    method_type: str
+    processor_payment_id: str | None = None
+    processor_customer_id: str | None = None
+    processor_payment_method_id: str | None = None
+    contact: PurchaseContact
+    items: list[PurchasedItem]
+    subscriptions: list[SubscriptionTerms] = Field(default_factory=list)
+    billing_address: Address | None = None
+    shipping_address: Address | None = None
+    deal_rule: DealRule | None = None
+    #: CRM record the link was made from (a simplified link): {"type": ..., "id": ...}.
+    crm_record: dict | None = None
+    paid_at: datetime
+    #: The account-local date of the purchase (the billing anchor of items starting now).
+    checkout_day: date | None = None
+    test_mode: bool
+    locale: str | None = None
+
+
+# --- payments settling, failing, refunded ------------------------------------------------
+@event_model("payment.succeeded", 1)
+class PaymentSucceededV1(_Payload):
+    """A payment's outcome is final and successful (a settled bank debit, a renewal)."""
+
+    payment_id: str
+    amount: int
+    currency: str
+    method_type: str
+    source: dict
+    email: str | None = None
+    succeeded_at: datetime
+
+
+@event_model("payment.failed", 1)
+class PaymentFailedV1(_Payload):
+    payment_id: str
+    amount: int
+    currency: str
+    method_type: str
+    source: dict
+    email: str | None = None
+    decline_code: str | None = None
+    reason: str | None = None
+    failed_at: datetime
+
+
+@event_model("payment.refunded", 1)
+class PaymentRefundedV1(_Payload):
+    payment_id: str
+    refund_id: str
+    amount: int
+    currency: str
+    #: All refunds of the payment so far, this one included.
+    amount_refunded: int
+    payment_status: Literal["refunded", "partially_refunded"]
+    refunded_at: datetime
+
+
+@event_model("payment.associated", 1)
+class PaymentAssociatedV1(_Payload):
+    """A merchant associated a payment with a CRM record by hand (PRODUCT §9).
+
+    A payment has one contact and one company: for those, ``replaced_id`` is the record
+    the payment was associated with before (None if none). Deals are added, never
+    replaced. ``associated_at`` orders the changes of one payment (apply the newest).
+    """
+
+    payment_id: str
+    kind: Literal["contact", "company", "deal"]
+    record_id: str
+    replaced_id: str | None = None
+    source: Literal["manual"] = "manual"
+    associated_at: datetime
+
+
+# --- contact.upserted --------------------------------------------------------------------
+@event_model("contact.upserted", 1)
+class ContactUpsertedV1(_Payload):
+    """crm_sync created or updated a contact; ``payment_id`` when a purchase caused it."""
+
+    contact_id: str
+    email: str
+    company_id: str | None = None
+    payment_id: str | None = None
+    created: bool = False
+    #: The deals the payment was associated with (the deal rule of PRODUCT §3.2).
+    deal_ids: list[str] = Field(default_factory=list)
+
+
+# --- CRM records other services refer to ----------------------------------------------------
+@event_model("crm_record.updated", 1)
+class CrmRecordUpdatedV1(_Payload):
+    """A contact, company, deal or pipeline exists (or changed, or was deleted), so that
+    other services can check references (e.g. a link created from a deal) and show names.
+
+    ``data`` is a small summary (name, e-mail, stages of a pipeline with their kind)."""
+
+    kind: Literal["contact", "company", "deal", "pipeline"]
+    record_id: str
+    version: int
+    deleted: bool = False
+    data: dict = Field(default_factory=dict)
+
+
+# --- processor webhooks (internal to checkout) ------------------------------------------------
+@event_model("processor_event.received", 1)
+class ProcessorEventReceivedV1(_Payload):
+    """Checkout stored a verified processor webhook (``checkout.processor_events``); its
+    own worker processes it. Written with the stored event, so none is lost; internal:
+    no other service subscribes, and it is not a fact of the account's event feed."""
+
+    processor_event_id: str
+    type: str
+    object_id: str | None = None

@@ -1,0 +1,42 @@
+"""Who receives each event type: the subscriber actors, by name.
+
+Actor names are ``<service>.<verb>``; the service part is also the dramatiq queue the
+message goes to. The relay of the producing service fans an event out to every
+subscriber listed here; ``tests/unit/test_event_routing.py`` checks that every name
+listed has a handler in its service and every handler is listed.
+"""
+
+from __future__ import annotations
+
+SUBSCRIBERS: dict[str, tuple[str, ...]] = {
+    "account.updated": (
+        "billing.on_account_updated",
+        "notifications.on_account_updated",
+        "crm_sync.on_account_updated",
+    ),
+    "purchase.completed": (
+        "billing.on_purchase_completed",
+        "notifications.on_purchase_completed",
+        "crm_sync.on_purchase_completed",
+    ),
+    "contact.upserted": ("checkout.on_contact_upserted",),
+    "crm_record.updated": ("checkout.on_crm_record_updated",),
+    "payment.succeeded": ("billing.on_payment_succeeded", "notifications.on_payment_succeeded"),
+    "payment.failed": ("billing.on_payment_failed", "notifications.on_payment_failed"),
+    "payment.refunded": ("billing.on_payment_refunded",),
+    "payment.associated": ("crm_sync.on_payment_associated",),
+    "processor_event.received": ("checkout.on_processor_event_received",),
+}
+
+SERVICES = ("checkout", "billing", "notifications", "crm_sync")
+
+
+def subscribers_of(event_type: str) -> tuple[str, ...]:
+    return SUBSCRIBERS.get(event_type, ())
+
+
+def queue_of_actor(actor_name: str) -> str:
+    service = actor_name.split(".", 1)[0]
+    if service not in SERVICES:
+        raise ValueError(f"actor {actor_name!r} does not belong to a known service")
+    return service

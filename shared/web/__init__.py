@@ -1,0 +1,1 @@
+"""aiohttp building blocks every service's HTTP app uses."""
