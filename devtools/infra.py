@@ -229,16 +229,45 @@ def start_private_postgres(run_dir: Path, port: int) -> Postgres:
     return Postgres("127.0.0.1", port, "postgres", private_dir=data, run_as=user, bin_dir=bin_dir, started=True)
 
 
-def stop_private_postgres(pg: Postgres, mode: str = "fast") -> None:
+def stop_private_postgres(pg: Postgres, mode: str = "fast", timeout: float = 60.0) -> bool:
+    """Stop a private PostgreSQL; True once its port is closed. A "fast" stop that has not
+    finished in ``timeout`` (a checkpoint on a loaded machine) becomes "immediate"."""
     if pg.private_dir is None or pg.bin_dir is None:
-        return
-    subprocess.run(
-        _as(pg.run_as, [str(pg.bin_dir / "pg_ctl"), "-D", str(pg.private_dir), "-m", mode, "-w", "-t", "60", "stop"]),
-        check=False,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+        return True
+    for attempt_mode in (mode, "immediate") if mode != "immediate" else (mode,):
+        result = subprocess.run(
+            _as(
+                pg.run_as,
+                [
+                    str(pg.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(pg.private_dir),
+                    "-m",
+                    attempt_mode,
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "stop",
+                ],
+            ),
+            check=False,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        # pg_ctl returns once the pid file is gone; the listening socket can outlive it briefly.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not port_open(pg.host, pg.port):
+                return True
+            time.sleep(0.1)
+        print(
+            f"  private PostgreSQL still listening after pg_ctl -m {attempt_mode} stop "
+            f"(exit {result.returncode}): {(result.stdout + result.stderr).strip()[-300:]}",
+            file=sys.stderr,
+        )
+    return not port_open(pg.host, pg.port)
 
 
 def ensure_postgres(admin_url: str, run_dir: Path, private_port: int = 55432) -> Postgres:

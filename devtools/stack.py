@@ -403,9 +403,10 @@ class Stack:
                 closed = not infra.port_open("127.0.0.1", int(port))
                 report(f"private Redis on 127.0.0.1:{port}", "stopped" if closed else "FAILED to stop")
         if self.postgres is not None and self.postgres.private_dir is not None:
-            infra.stop_private_postgres(self.postgres, "immediate" if hurry and hurry.is_set() else "fast")
+            closed = infra.stop_private_postgres(
+                self.postgres, "immediate" if hurry and hurry.is_set() else "fast", timeout=12
+            )
             if report is not None:
-                closed = not infra.port_open(self.postgres.host, self.postgres.port)
                 where = f"private PostgreSQL on {self.postgres.host}:{self.postgres.port}"
                 if closed:
                     report(f"{where} (data kept in {self.postgres.private_dir})", "stopped")

@@ -248,10 +248,18 @@ async def find_usable_code(
     conn: asyncpg.Connection, account_id: str, code: str, *, currency: str, now: datetime
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        f"""SELECT id, code, percent_off, amount_off, currency FROM {S}.discount_codes
+        f"""SELECT id, code, percent_off, amount_off, currency FROM {S}.discount_codes c
             WHERE account_id = $1 AND lower(code) = lower($2) AND active
               AND (expires_at IS NULL OR expires_at > $4)
-              AND (max_redemptions IS NULL OR times_redeemed < max_redemptions)
+              AND (max_redemptions IS NULL OR times_redeemed < max_redemptions
+                   -- used up, unless some redemptions are only reserved by sessions that
+                   -- expired unpaid (given back when the code is next redeemed)
+                   OR times_redeemed - (
+                       SELECT count(*) FROM {S}.discount_redemptions r
+                       JOIN {S}.checkout_sessions s ON s.account_id = r.account_id AND s.id = r.session_id
+                       WHERE r.account_id = c.account_id AND r.discount_code_id = c.id
+                         AND r.payment_id IS NULL AND s.status <> 'complete' AND s.expires_at <= $4
+                   ) < max_redemptions)
               AND (amount_off IS NULL OR currency = $3)""",
         account_id,
         code,
@@ -281,10 +289,11 @@ async def insert_redemption(
     account_id: str,
     discount_code_id: str,
     session_id: str,
-    payment_id: str,
+    payment_id: str | None,
     now: datetime,
 ) -> bool:
-    """False when the session already has a redemption."""
+    """False when the session already has a redemption. ``payment_id`` None: a
+    reservation made before the charge (`attach_payment` completes it)."""
     inserted = await conn.fetchval(
         f"""INSERT INTO {S}.discount_redemptions (session_id, account_id, discount_code_id, payment_id, created_at)
             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id) DO NOTHING RETURNING session_id""",
@@ -303,3 +312,63 @@ async def get_redemption(conn: asyncpg.Connection, account_id: str, session_id: 
         account_id,
         session_id,
     )
+
+
+async def attach_payment(conn: asyncpg.Connection, account_id: str, session_id: str, payment_id: str) -> bool:
+    """The reserved redemption of ``session_id`` was paid by ``payment_id``."""
+    updated = await conn.fetchval(
+        f"""UPDATE {S}.discount_redemptions SET payment_id = $3
+            WHERE account_id = $1 AND session_id = $2 AND payment_id IS NULL RETURNING session_id""",
+        account_id,
+        session_id,
+        payment_id,
+    )
+    return updated is not None
+
+
+async def release_reservation(conn: asyncpg.Connection, account_id: str, session_id: str) -> bool:
+    """Give back the redemption reserved by an unpaid session (its charge was declined)."""
+    code_id = await conn.fetchval(
+        f"""DELETE FROM {S}.discount_redemptions
+            WHERE account_id = $1 AND session_id = $2 AND payment_id IS NULL RETURNING discount_code_id""",
+        account_id,
+        session_id,
+    )
+    if code_id is None:
+        return False
+    await conn.execute(
+        f"""UPDATE {S}.discount_codes SET times_redeemed = times_redeemed - 1
+            WHERE account_id = $1 AND id = $2""",
+        account_id,
+        code_id,
+    )
+    return True
+
+
+async def release_abandoned_reservations(
+    conn: asyncpg.Connection, account_id: str, discount_code_id: str, now: datetime
+) -> int:
+    """Give back the redemptions reserved by sessions of this code that expired unpaid
+    (a buyer who left during 3-D Secure). Returns how many were released."""
+    released = await conn.fetchval(
+        f"""WITH gone AS (
+                DELETE FROM {S}.discount_redemptions r
+                USING {S}.checkout_sessions s
+                WHERE r.account_id = $1 AND r.discount_code_id = $2 AND r.payment_id IS NULL
+                  AND s.account_id = r.account_id AND s.id = r.session_id
+                  AND s.status <> 'complete' AND s.expires_at <= $3
+                RETURNING r.session_id)
+            SELECT count(*) FROM gone""",
+        account_id,
+        discount_code_id,
+        now,
+    )
+    if released:
+        await conn.execute(
+            f"""UPDATE {S}.discount_codes SET times_redeemed = times_redeemed - $3
+                WHERE account_id = $1 AND id = $2""",
+            account_id,
+            discount_code_id,
+            released,
+        )
+    return released

@@ -215,12 +215,16 @@ async def redeem_discount_code(
     discount_code_id: str,
     *,
     session_id: str,
-    payment_id: str,
+    payment_id: str | None,
     now: datetime,
 ) -> bool:
-    """Record that ``session_id`` (paid by ``payment_id``) used the code, and count it,
-    inside the caller's transaction. False when the code's redemption limit is reached (or
-    there is no such code in the account): nothing is written then.
+    """Record that ``session_id`` uses the code, and count it, inside the caller's
+    transaction. ``payment_id`` None reserves the redemption before the charge (the
+    checkout does this in the transaction that claims its charge operation);
+    `attach_payment` completes it, `release_reservation` gives it back after a decline.
+    False when the code's redemption limit is reached, even after giving back the
+    reservations of sessions that expired unpaid (or there is no such code in the
+    account): nothing is written then.
 
     The count is taken by one conditional ``UPDATE … WHERE times_redeemed <
     max_redemptions``, so of two purchases racing for the last redemption exactly one gets
@@ -234,7 +238,10 @@ async def redeem_discount_code(
     try:
         async with conn.transaction():  # a savepoint: a refusal leaves the caller's work intact
             if not await repo.take_redemption(conn, account_id, discount_code_id):
-                return False
+                if not await repo.release_abandoned_reservations(conn, account_id, discount_code_id, now):
+                    return False
+                if not await repo.take_redemption(conn, account_id, discount_code_id):
+                    return False
             recorded = await repo.insert_redemption(
                 conn,
                 account_id=account_id,
@@ -249,3 +256,14 @@ async def redeem_discount_code(
     except _SessionAlreadyRedeemed:
         existing = await repo.get_redemption(conn, account_id, session_id)
         return existing is not None and existing["discount_code_id"] == discount_code_id
+
+
+async def attach_payment(conn: asyncpg.Connection, account_id: str, session_id: str, payment_id: str) -> bool:
+    """The session's reserved redemption is paid: False when it had none reserved."""
+    return await repo.attach_payment(conn, account_id, session_id, payment_id)
+
+
+async def release_reservation(conn: asyncpg.Connection, account_id: str, session_id: str) -> bool:
+    """A declined charge gives its reserved redemption back (the buyer may try another
+    card, which reserves again)."""
+    return await repo.release_reservation(conn, account_id, session_id)

@@ -44,6 +44,7 @@ from shared.processor import IntentOutcome, ProcessorUnavailable
 from shared.processor.registry import ProcessorRegistry
 from shared.web.problem import Conflict, Gone, NotFound, ServiceUnavailable, ValidationProblem, field_error
 
+from ..catalogue import service as catalogue
 from ..links import repository as links_repo
 from ..links import service as links_service
 from ..payments import repository as payments_repo
@@ -237,8 +238,6 @@ async def discount_code_for(conn: asyncpg.Connection, opened: Opened, code: str 
         return None
     if not (opened.session["settings"] or {}).get("allow_discount_codes"):
         raise field_error("discount_code", "this checkout does not take discount codes")
-    from ..catalogue import service as catalogue  # built alongside
-
     found = await catalogue.find_discount_code(
         conn, opened.account.id, code.strip(), currency=opened.session["currency"], now=opened.account.clock.now()
     )
@@ -360,6 +359,8 @@ async def complete(pool: asyncpg.Pool, processors: ProcessorRegistry, token: str
                     "method_type": setup.payment_method_type,
                 },
             )
+            if op["status"] in ("pending", "requires_action", "unknown"):
+                await _reserve_discount_code(conn, account, session)
         if op["status"] == "requires_action" and op["result"] and op["result"].get("intent_id"):
             outcome = await processor.retrieve_payment_intent(op["result"]["intent_id"])
         else:
@@ -391,10 +392,50 @@ async def complete(pool: asyncpg.Pool, processors: ProcessorRegistry, token: str
             conn, op_id, "declined", {"intent_id": outcome.id, "decline_code": outcome.decline_code}
         )
         await repo.after_decline(conn, session["id"], attempt)
+        if session["discount_code"]:
+            await catalogue.release_reservation(conn, account.id, session["id"])
     return Completion(
         "declined",
         message=outcome.message or "The payment was declined. Please try another card.",
     )
+
+
+async def _reserve_discount_code(conn: asyncpg.Connection, account: Account, session: asyncpg.Record) -> None:
+    """Take the session's discount-code redemption before charging (idempotent per
+    session), so a code with one redemption left is not sold twice. When another buyer
+    took the last one since this buyer applied it, nothing is charged: the buyer is asked
+    to check out without it (the transaction, and the claimed operation, roll back)."""
+    code = session["discount_code"]
+    if not code:  # (a code reserved by an earlier attempt and since removed is given back)
+        await catalogue.release_reservation(conn, account.id, session["id"])
+        return
+
+    async def reserve() -> bool:
+        return await catalogue.redeem_discount_code(
+            conn, account.id, code["id"], session_id=session["id"], payment_id=None, now=account.clock.now()
+        )
+
+    # (False at first also when an earlier attempt reserved another code: give that back)
+    if not await reserve() and not (
+        await catalogue.release_reservation(conn, account.id, session["id"]) and await reserve()
+    ):
+        raise field_error("discount_code", "has just been used up; remove it to pay the full price")
+
+
+async def _redeem_discount_code(
+    conn: asyncpg.Connection, account: Account, session: asyncpg.Record, payment_id: str, now
+) -> None:
+    """The paid session's redemption: normally the one reserved before the charge. A
+    payment without a reservation (its session expired mid-charge and the reservation was
+    given back) redeems now; if the code ran out meanwhile, the buyer has paid the
+    discounted price and keeps it — logged, never charged again."""
+    if await catalogue.attach_payment(conn, account.id, session["id"], payment_id):
+        return
+    code = session["discount_code"]
+    if not await catalogue.redeem_discount_code(
+        conn, account.id, code["id"], session_id=session["id"], payment_id=payment_id, now=now
+    ):
+        log.warning("discount code honoured past its limit", code_id=code["id"], payment_id=payment_id)
 
 
 def _completed(session: asyncpg.Record, payment_id: str) -> Completion:
@@ -474,6 +515,8 @@ async def record_payment(
             updated_at=now,
         )
         await repo.mark_complete(conn, session["id"], payment["id"], now)
+        if session["discount_code"]:
+            await _redeem_discount_code(conn, account, session, payment["id"], now)
         if session["source_type"] == "payment_link":
             await links_repo.deactivate_after_payment(conn, account.id, session["source_id"], now)
         if op_id:
