@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: setup run test test-unit test-e2e test-faults bench lint format clean
+.PHONY: setup run test test-unit test-e2e test-faults bench lint format clean openapi
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,10 @@ test-e2e: setup
 ## TARGETS R4, R5, R6: kills processes, restarts Redis and PostgreSQL, counts lost/doubled.
 test-faults: setup
 	@$(PYTEST) -q -p no:cacheprovider -m faults tests/faults
+
+## Regenerate the OpenAPI document served at /openapi.json (tests fail while it is stale).
+openapi: setup
+	@$(PY) -m devtools.openapi --write
 
 bench: setup
 	@for script in bench/p*.py; do $(PY) $$script || exit 1; done

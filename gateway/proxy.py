@@ -16,6 +16,7 @@ from http import HTTPStatus
 import aiohttp
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
+from yarl import URL
 
 from .routes import SERVICES, service_for
 
@@ -68,7 +69,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     try:
         async with request.app[CLIENT].request(
             request.method,
-            upstream + request.rel_url.path_qs,
+            # raw: forwarded as received; decoding would turn %3F, %23 or %2F into syntax
+            URL(upstream + request.rel_url.raw_path_qs, encoded=True),
             headers=headers,
             data=body,
             allow_redirects=False,
@@ -103,7 +105,8 @@ def create_app(upstreams: dict[str, str]) -> web.Application:
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[UPSTREAMS] = {k: v.rstrip("/") for k, v in upstreams.items()}
     app.cleanup_ctx.append(_client)
-    app.router.add_route("*", "/{tail:.*}", proxy)
+    # (?s): "." must match a newline too, or a path with %0A would get aiohttp's plain 404
+    app.router.add_route("*", "/{tail:(?s:.*)}", proxy)
     return app
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from .clock import AccountClock
 from .events.models import AccountSnapshot
@@ -48,7 +48,7 @@ def valid_email(value: str) -> str:
 class SubscriptionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reminders_enabled: bool = False
+    reminders_enabled: StrictBool = False
     reminder_days: int = Field(default=14, ge=1, le=365)
     retry_schedule_days: list[int] = Field(default_factory=lambda: [1, 3, 7, 14], max_length=20)
     #: Optional per payment-method type schedules ("card", "sepa_debit", ...).
@@ -76,8 +76,8 @@ class AccountSettings(BaseModel):
     notification_recipients: list[str] = Field(default_factory=list, max_length=50)
     payment_link_defaults: PaymentLinkDefaults = Field(default_factory=PaymentLinkDefaults)
     subscription_settings: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
-    shipping_enabled: bool = False
-    notifications: dict[str, bool] = Field(default_factory=lambda: dict.fromkeys(NOTIFICATION_KINDS, True))
+    shipping_enabled: StrictBool = False
+    notifications: dict[str, StrictBool] = Field(default_factory=lambda: dict.fromkeys(NOTIFICATION_KINDS, True))
 
     @field_validator("logo_url")
     @classmethod

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Literal
 
 import nh3
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
 CONTACT_PROPERTIES = (
     "email", "firstname", "lastname", "phone", "company", "jobtitle", "website",
@@ -48,7 +48,7 @@ class ContactField(BaseModel):
     property: Literal[CONTACT_PROPERTIES]  # type: ignore[valid-type]
     label: str | None = Field(default=None, min_length=1, max_length=100)
     help_text: str | None = Field(default=None, max_length=300)
-    required: bool = False
+    required: StrictBool = False
 
 
 class AfterCompletion(BaseModel):
@@ -116,8 +116,8 @@ class PaymentLinkDefaults(BaseModel):
         max_length=len(CONTACT_PROPERTIES),
     )
     payment_methods: list[PaymentMethod] = Field(default_factory=lambda: ["card"], min_length=1, max_length=4)
-    collect_billing_address: bool = False
-    collect_shipping_address: bool = False
+    collect_billing_address: StrictBool = False
+    collect_shipping_address: StrictBool = False
     after_completion: AfterCompletion = Field(default_factory=AfterCompletion)
 
     @field_validator("checkout_text")

@@ -18,6 +18,7 @@ Rules, in order:
 5. Total due now = subtotal − order discounts + tax.
 6. Recurring items sharing frequency, terms, end date and start date form one
    subscription group (§6.2); each later payment is listed by date and amount per group.
+   A start date that has passed by the checkout day is the checkout day.
 7. Total = everything the buyer will ever pay, or None when a group renews until
    cancelled (no end): then only its next payment is listed.
 """
@@ -272,7 +273,8 @@ def price(
         group = None
         due_now = True
         if item.recurring is not None:
-            start = delayed_start(today, item.recurring.start)
+            # A start date that has passed bills from checkout: no payment date lies in the past.
+            start = max(delayed_start(today, item.recurring.start), today)
             starts[item.line_item_id] = start
             key = _group_key(item, start)
             group = group_of.setdefault(key, f"group_{len(group_of) + 1}")
@@ -321,9 +323,15 @@ def price(
         tax = sum(m.recurring_tax for m in members)
         starts_now = start <= today
         group = SubscriptionGroup(
-            key=name, interval=interval, payments=payments, end_date=end_date, start_date=start,
-            starts_now=starts_now, line_item_ids=tuple(m.line_item_id for m in members),
-            amount=amount + tax, tax=tax,
+            key=name,
+            interval=interval,
+            payments=payments,
+            end_date=end_date,
+            start_date=start,
+            starts_now=starts_now,
+            line_item_ids=tuple(m.line_item_id for m in members),
+            amount=amount + tax,
+            tax=tax,
         )
         groups.append(group)
         dates = payment_dates(start, interval, payments=payments, end_date=end_date)
@@ -347,7 +355,5 @@ def price(
         future_payments=tuple(future),
     )
     if summary.total_due_now > MAX_AMOUNT or any(g.amount > MAX_AMOUNT for g in groups):
-        raise PricingError(
-            "line_items", f"a payment exceeds the largest amount a processor charges ({MAX_AMOUNT})"
-        )
+        raise PricingError("line_items", f"a payment exceeds the largest amount a processor charges ({MAX_AMOUNT})")
     return summary

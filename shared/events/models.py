@@ -237,6 +237,19 @@ class PaymentAssociatedV1(_Payload):
     associated_at: datetime
 
 
+@event_model("payment_link.associated", 1)
+class PaymentLinkAssociatedV1(_Payload):
+    """A payment link was made from a CRM record (a simplified link, PRODUCT §3.4, or a
+    clone of one): the record is associated with the link from its creation, before any
+    payment. Adds the association; a repeat (or a later purchase through the link)
+    changes nothing."""
+
+    link_id: str
+    kind: Literal["contact", "company", "deal"]
+    record_id: str
+    associated_at: datetime
+
+
 # --- contact.upserted --------------------------------------------------------------------
 @event_model("contact.upserted", 1)
 class ContactUpsertedV1(_Payload):

@@ -25,6 +25,7 @@ SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     "payment.failed": ("billing.on_payment_failed", "notifications.on_payment_failed"),
     "payment.refunded": ("billing.on_payment_refunded",),
     "payment.associated": ("crm_sync.on_payment_associated",),
+    "payment_link.associated": ("crm_sync.on_payment_link_associated",),
     "processor_event.received": ("checkout.on_processor_event_received",),
 }
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from tests.support.browser import launch_chromium
 from tests.support.client import Api, Buyer
 
 pytestmark = pytest.mark.e2e
@@ -50,3 +51,16 @@ async def link(api) -> dict:
     created = await api.post("/v1/payment_links", ONE_ITEM_LINK)
     assert created.status == 201, created.body
     return created.body
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    """Headless Chromium (Debian's), one per test module."""
+    async with launch_chromium() as running:
+        yield running
+
+
+@pytest.fixture
+def origins(stack) -> set[str]:
+    """The origins the checkout page may talk to: ours and the test processor's."""
+    return {stack.config.base_url, f"http://127.0.0.1:{stack.config.ports.test_processor}"}

@@ -22,8 +22,8 @@ from tests.support.browser import (
     fill_card,
     fill_details,
     finish,
-    launch_chromium,
     open_link,
+    overflow,
     pay_on_page,
     watched_page,
 )
@@ -35,17 +35,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 PHONE = {"viewport": {"width": 375, "height": 667}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PAY = re.compile(r"^Pay\b")
-
-
-@pytest.fixture(scope="module")
-async def browser():
-    async with launch_chromium() as running:
-        yield running
-
-
-@pytest.fixture
-def origins(stack) -> set[str]:
-    return {stack.config.base_url, f"http://127.0.0.1:{stack.config.ports.test_processor}"}
 
 
 async def only_payment(api) -> dict:
@@ -70,24 +59,6 @@ async def sent_receipt(api, stack, to: str, payment_id: str) -> None:
     assert len(messages) == 1, "the receipt is not in the mail sink"
     assert messages[0]["To"] == to
     assert "$25.00" in messages[0]["Subject"]
-
-
-async def overflow(page) -> dict:
-    """How far the document, or any visible element, reaches past the viewport's width."""
-    return await page.evaluate(
-        """() => {
-          const width = document.documentElement.clientWidth;
-          const wide = [];
-          for (const el of document.querySelectorAll("body *")) {
-            const box = el.getBoundingClientRect();
-            if (box.width && box.height && (box.right > width + 0.5 || box.left < -0.5)) {
-              wide.push(el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + " " + Math.round(box.left)
-                + ".." + Math.round(box.right));
-            }
-          }
-          return {scroll: document.documentElement.scrollWidth - width, wide: wide};
-        }"""
-    )
 
 
 async def test_buying_with_the_test_card_on_the_real_page(browser, origins, stack, api, link):

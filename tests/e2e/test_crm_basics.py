@@ -777,8 +777,12 @@ async def test_a_simplified_link_from_a_contact_end_to_end(shop, pools, session,
 
     linked = await eventually(made_from, timeout=WAIT)
     assert linked["payment_links"] == [link.body["id"]] and linked["payments"] == []
-    (payer,) = (await shop.api.get(f"/v1/contacts?email={payer_email}")).body["data"]
-    assert (await associations(shop, "contacts", payer["id"]))["payments"] == [paid.body["payment_id"]]
+
+    async def payer_payments():  # (the link is associated at its creation, before the payment)
+        found = (await shop.api.get(f"/v1/contacts?email={payer_email}")).body["data"]
+        return (found and (await associations(shop, "contacts", found[0]["id"]))["payments"]) or None
+
+    assert await eventually(payer_payments, timeout=WAIT) == [paid.body["payment_id"]]
 
 
 # -- checkout records the payment's deals --------------------------------------------------------------------

@@ -126,9 +126,7 @@ async def test_completing_twice_redeems_once(api, http, stack, shop):
     assert await times_redeemed(api, shop["code"]) == 1
 
 
-async def test_a_session_abandoned_during_authentication_gives_its_redemption_back_once_expired(
-    api, http, stack, shop
-):
+async def test_a_session_abandoned_during_authentication_gives_its_redemption_back_once_expired(api, http, stack, shop):
     from datetime import UTC, datetime, timedelta
 
     three_d_secure = "4000002500003155"

@@ -300,3 +300,33 @@ async def test_a_spoofed_x_forwarded_for_does_not_bypass_the_limit(limited_stack
     finally:
         await direct.close()
         await via_router.close()
+
+
+@pytest.mark.timeout(300)
+async def test_live_price_updates_have_their_own_budget(limited_stack, shops):
+    """The page's live summary (``…/summary``) does not use up the budget of paying, and is
+    itself limited (PRICING_FACTOR × the submission limits), so guessing discount codes
+    through it stays bounded."""
+    stack = limited_stack
+    slug = _slug(await _new_link(stack, shops["other"]))
+    buyer = Client(stack, "127.0.0.9")
+    try:
+        status, headers, _, _ = await buyer.open(slug)
+        assert status == 303
+        token = headers["Location"].rsplit("/", 1)[1]
+        async with buyer.session.get(f"{buyer.base}/api/checkout/{token}") as r:
+            csrf = {"X-CSRF-Token": (await r.json())["csrf_token"]}
+        priced = [(await buyer.post(f"/api/checkout/{token}/summary", {"items": []}, csrf))[0] for _ in range(6)]
+        assert priced == [200] * 6, priced  # more than the session's 4 submissions
+        submitted = await buyer.post(f"/api/checkout/{token}", {"contact": {}}, csrf)
+        assert submitted[0] == 422, submitted  # paying is still possible
+        statuses = []
+        for _ in range(SUBMIT_PER_SESSION * 5):
+            status, headers, body = await buyer.post(f"/api/checkout/{token}/summary", {"items": []}, csrf)
+            statuses.append(status)
+            if status == 429:
+                _assert_429(status, headers, page=False)
+                assert body["limit"] in ("price-session", "price-ip"), body
+        assert statuses.count(200) == SUBMIT_PER_SESSION * 5 - 6 and statuses.count(429) == 6, statuses
+    finally:
+        await buyer.close()

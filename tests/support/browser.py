@@ -180,3 +180,21 @@ async def pay_on_page(page, email: str, card: str = TEST_CARD, **names) -> int:
     answered = await finish(page)
     assert await page.get_by_role("heading", name="Thank you!").is_visible()
     return answered
+
+
+async def overflow(page) -> dict:
+    """How far the document, or any visible element, reaches past the viewport's width."""
+    return await page.evaluate(
+        """() => {
+          const width = document.documentElement.clientWidth;
+          const wide = [];
+          for (const el of document.querySelectorAll("body *")) {
+            const box = el.getBoundingClientRect();
+            if (box.width && box.height && (box.right > width + 0.5 || box.left < -0.5)) {
+              wide.push(el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + " " + Math.round(box.left)
+                + ".." + Math.round(box.right));
+            }
+          }
+          return {scroll: document.documentElement.scrollWidth - width, wide: wide};
+        }"""
+    )

@@ -141,6 +141,13 @@ def test_a_delayed_start_charges_nothing_now(start, first):
     assert [line.due_now for line in s.lines] == [True, False]
 
 
+def test_a_start_date_that_has_passed_bills_from_the_checkout_day():
+    item = Item("w", "Weekly", 1, 1000, recurring=Recurring("weekly", payments=3, start={"date": "2027-01-02"}))
+    s = price([item], "USD", checkout_day=JAN31)
+    assert s.total_due_now == 1000 and s.groups[0].start_date == JAN31 and s.groups[0].starts_now
+    assert [p.date for p in s.future_payments] == [date(2027, 2, 7), date(2027, 2, 14)]
+
+
 def test_items_sharing_terms_form_one_group_and_others_separate_groups():
     monthly = Recurring("monthly")
     items = [

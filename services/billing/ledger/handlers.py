@@ -10,11 +10,12 @@ exact when events repeat, overlap or arrive out of order.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
 from aiohttp import web
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.clock import rfc3339
 from shared.events import EventEnvelope
@@ -22,6 +23,7 @@ from shared.events.models import PaymentFailedV1, PaymentRefundedV1, PaymentSucc
 from shared.ids import new_id
 from shared.inbox import HandlerContext, HandlerRegistry
 from shared.web.auth import require
+from shared.web.openapi import ListOf, operation
 from shared.web.pagination import ListQuery, list_page
 from shared.web.request import parse_query
 from shared.web.tx import request_tx
@@ -121,6 +123,24 @@ class EntryList(ListQuery):
     kind: Literal["payment", "settlement", "failure", "refund"] | None = None
 
 
+class LedgerEntryOut(BaseModel):
+    """What `entry_out` answers (the OpenAPI document)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    object: Literal["ledger_entry"]
+    kind: Literal["payment", "settlement", "failure", "refund"]
+    payment_id: str
+    refund_id: str | None
+    #: Signed: payments and settlements positive, refunds negative, failures 0.
+    amount: int
+    currency: str
+    source: dict[str, Any]
+    details: dict[str, Any] | None
+    occurred_at: datetime
+
+
 def entry_out(row: Any) -> dict[str, Any]:
     return {
         "id": row["id"],
@@ -137,6 +157,7 @@ def entry_out(row: Any) -> dict[str, Any]:
 
 
 @routes.get("/v1/ledger_entries")
+@operation("List ledger entries", scope="payments:read", query=EntryList, response=ListOf(LedgerEntryOut))
 async def list_entries(request: web.Request) -> web.Response:
     """Newest first; ``amount`` is signed (refunds are negative, failures 0)."""
     ctx = require(request, "payments:read")

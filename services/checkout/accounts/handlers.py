@@ -12,13 +12,29 @@ from shared.processor.stripe_adapter import StripeProcessor
 from shared.secrets import encrypt
 from shared.web.auth import require
 from shared.web.keys import APP_POOL, SETTINGS
+from shared.web.openapi import ListOf, operation
 from shared.web.problem import Conflict, NotFound, Problem, ServiceUnavailable, field_error
 from shared.web.request import json_body, parse_body, validate
 from shared.web.tx import on_commit, request_tx
 
 from . import repository as repo
 from . import service
-from .schemas import AccountPatch, ClockAdvance, KeyCreate, StripeConnect, TestConnect, account_out, key_out
+from .schemas import (
+    ACCOUNT_NOT_NULL,
+    AccountOut,
+    AccountPatch,
+    ApiKeyCreated,
+    ApiKeyOut,
+    ClockAdvance,
+    KeyCreate,
+    ProcessorConnect,
+    ProcessorOut,
+    StripeConnect,
+    TestClockOut,
+    TestConnect,
+    account_out,
+    key_out,
+)
 
 routes = web.RouteTableDef()
 
@@ -40,6 +56,7 @@ def _propagate(request: web.Request, account_id: str, event_id: str, *, required
 
 
 @routes.get("/v1/account")
+@operation("Get the account and its settings", scope="settings:read", response=AccountOut)
 async def get_account(request: web.Request) -> web.Response:
     ctx = require(request, "settings:read")
     async with request_tx(request) as conn:
@@ -48,22 +65,18 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 @routes.patch("/v1/account")
+@operation(
+    "Change the account's settings",
+    scope="settings:write",
+    body=AccountPatch,
+    example={"time_zone": "Europe/Stockholm", "shipping_enabled": True},
+    response=AccountOut,
+)
 async def patch_account(request: web.Request) -> web.Response:
     ctx = require(request, "settings:write")
     patch = await parse_body(request, AccountPatch)
     changes = patch.model_dump(exclude_unset=True, mode="json")
-    for field in (
-        "name",
-        "time_zone",
-        "default_currency",
-        "currencies",
-        "language",
-        "notification_recipients",
-        "payment_link_defaults",
-        "subscription_settings",
-        "shipping_enabled",
-        "notifications",
-    ):
+    for field in ACCOUNT_NOT_NULL:
         if field in changes and changes[field] is None:
             raise field_error(field, "may not be null")
     async with request_tx(request) as conn:
@@ -94,6 +107,7 @@ def _processor_out(request: web.Request, account) -> dict:
 
 
 @routes.get("/v1/account/processor")
+@operation("Get the connected payment processor", scope="settings:read", response=ProcessorOut)
 async def get_processor(request: web.Request) -> web.Response:
     ctx = require(request, "settings:read")
     async with request_tx(request) as conn:
@@ -102,6 +116,14 @@ async def get_processor(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/account/processor")
+@operation(
+    "Connect Stripe keys, or the test processor (test-mode accounts)",
+    scope="settings:write",
+    body=ProcessorConnect,
+    example={"type": "test"},
+    response=ProcessorOut,
+    errors=(409,),
+)
 async def connect_processor(request: web.Request) -> web.Response:
     ctx = require(request, "settings:write")
     data = await json_body(request)
@@ -153,6 +175,7 @@ async def connect_processor(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/api_keys")
+@operation("List API keys", scope="*", response=ListOf(ApiKeyOut))
 async def list_keys(request: web.Request) -> web.Response:
     ctx = require(request, "*")
     async with request_tx(request) as conn:
@@ -161,6 +184,16 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/api_keys")
+@operation(
+    "Create an API key (shown once)",
+    scope="*",
+    body=KeyCreate,
+    body_optional=True,
+    example={"scopes": ["payments:read"]},
+    status=201,
+    response=ApiKeyCreated,
+    errors=(504,),
+)
 async def create_key(request: web.Request) -> web.Response:
     ctx = require(request, "*")
     body = await parse_body(request, KeyCreate, allow_empty=True)
@@ -171,6 +204,7 @@ async def create_key(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/api_keys/{key_id}/revoke")
+@operation("Revoke an API key", scope="*", response=ApiKeyOut, errors=(504,))
 async def revoke_key(request: web.Request) -> web.Response:
     ctx = require(request, "*")
     async with request_tx(request) as conn:
@@ -182,6 +216,7 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/test_clock")
+@operation("Get the test clock's time", scope="settings:read", response=TestClockOut, errors=(409,))
 async def get_clock(request: web.Request) -> web.Response:
     ctx = require(request, "settings:read")
     async with request_tx(request) as conn:
@@ -192,6 +227,14 @@ async def get_clock(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/test_clock/advance")
+@operation(
+    "Advance the test clock",
+    scope="settings:write",
+    body=ClockAdvance,
+    example={"to": "2030-01-01T00:00:00Z"},
+    response=TestClockOut,
+    errors=(409, 504),
+)
 async def advance_clock(request: web.Request) -> web.Response:
     ctx = require(request, "settings:write")
     body = await parse_body(request, ClockAdvance)

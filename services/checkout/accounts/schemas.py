@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, StrictBool, field_validator
 
 from shared.accounts import Account, SubscriptionSettings
 from shared.clock import SYSTEM_CLOCK, rfc3339
 from shared.link_settings import PaymentLinkDefaults
 from shared.web.auth import SCOPES
+from shared.web.openapi import not_null
+
+#: Fields of `AccountPatch` that may be left out but not set to null.
+ACCOUNT_NOT_NULL = (
+    "name",
+    "time_zone",
+    "default_currency",
+    "currencies",
+    "language",
+    "notification_recipients",
+    "payment_link_defaults",
+    "subscription_settings",
+    "shipping_enabled",
+    "notifications",
+)
 
 
 class AccountPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=not_null(*ACCOUNT_NOT_NULL))
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     logo_url: str | None = None
@@ -26,8 +41,8 @@ class AccountPatch(BaseModel):
     notification_recipients: list[str] | None = None
     payment_link_defaults: PaymentLinkDefaults | None = None
     subscription_settings: SubscriptionSettings | None = None
-    shipping_enabled: bool | None = None
-    notifications: dict[str, bool] | None = None
+    shipping_enabled: StrictBool | None = None
+    notifications: dict[str, StrictBool] | None = None
 
 
 class StripeConnect(BaseModel):
@@ -82,6 +97,13 @@ class TestConnect(BaseModel):
     type: Literal["test"]
 
 
+def rfc3339_text(value: Any) -> Any:
+    """An instant is JSON text: a number is not read as Unix seconds."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 instant (a string)")
+    return value
+
+
 #: How far ahead of real time a test clock may go: every date computed from it (expiries,
 #: renewals years ahead) must stay representable (Python dates end in year 9999).
 MAX_CLOCK_AHEAD = timedelta(days=100 * 366)
@@ -90,7 +112,7 @@ MAX_CLOCK_AHEAD = timedelta(days=100 * 366)
 class ClockAdvance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to: datetime
+    to: Annotated[datetime, BeforeValidator(rfc3339_text)]
 
     @field_validator("to")
     @classmethod
@@ -147,3 +169,66 @@ def key_out(row: Any) -> dict[str, Any]:
         "created_at": rfc3339(row["created_at"]),
         "revoked_at": rfc3339(row["revoked_at"]) if row["revoked_at"] else None,
     }
+
+
+# -- response shapes (the OpenAPI document; `account_out` / `key_out` build them) --------------
+class AccountOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    object: Literal["account"]
+    name: str
+    test_mode: bool
+    logo_url: str | None
+    time_zone: str
+    default_currency: str
+    currencies: list[str]
+    language: Literal["en", "sv"]
+    notification_recipients: list[str]
+    payment_link_defaults: PaymentLinkDefaults
+    subscription_settings: SubscriptionSettings
+    shipping_enabled: bool
+    notifications: dict[str, bool]
+    created_at: datetime
+
+
+class ProcessorOut(BaseModel):
+    """``object`` and ``api_base`` are absent while no processor is connected;
+    ``webhook_secret`` is shown to test-mode accounts only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    object: Literal["processor"] = "processor"
+    type: Literal["stripe", "test"] | None
+    publishable_key: str | None
+    webhook_url: str
+    api_base: str | None = None
+    webhook_secret: str | None = None
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    object: Literal["api_key"]
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    #: The key itself, shown this once (only its hash is stored).
+    key: str
+
+
+class TestClockOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    object: Literal["test_clock"]
+    now: datetime
+
+
+class ProcessorConnect(RootModel[StripeConnect | TestConnect]):
+    """``POST /v1/account/processor``: Stripe keys, or ``{"type": "test"}`` (documentation
+    only: the handler picks the model by ``type``)."""

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from shared.accounts import load_account
 from shared.web.auth import require
+from shared.web.openapi import Deleted, ListOf, operation
 from shared.web.pagination import list_page
 from shared.web.problem import NotFound
 from shared.web.request import parse_body, parse_query
@@ -16,11 +17,14 @@ from . import service
 from .schemas import (
     DiscountCodeCreate,
     DiscountCodeList,
+    DiscountCodeOut,
     ProductCreate,
     ProductList,
+    ProductOut,
     ProductPatch,
     TaxRateCreate,
     TaxRateList,
+    TaxRateOut,
     discount_code_out,
     product_out,
     tax_rate_out,
@@ -35,6 +39,14 @@ NO_DISCOUNT_CODE = "No such discount code."
 
 # -- products ---------------------------------------------------------------------------------
 @routes.post("/v1/products")
+@operation(
+    "Create a product",
+    scope="links:write",
+    body=ProductCreate,
+    example={"name": "Coffee beans, 1 kg", "unit_amount": 1250, "currency": "USD", "sku": "BEANS-1KG"},
+    status=201,
+    response=ProductOut,
+)
 async def create_product(request: web.Request) -> web.Response:
     ctx = require(request, "links:write")
     body = await parse_body(request, ProductCreate)
@@ -45,6 +57,7 @@ async def create_product(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/products")
+@operation("List products", scope="links:read", query=ProductList, response=ListOf(ProductOut))
 async def list_products(request: web.Request) -> web.Response:
     ctx = require(request, "links:read")
     query = parse_query(request, ProductList)
@@ -56,6 +69,7 @@ async def list_products(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/products/{product_id}")
+@operation("Get a product", scope="links:read", response=ProductOut)
 async def get_product(request: web.Request) -> web.Response:
     ctx = require(request, "links:read")
     async with request_tx(request) as conn:
@@ -66,6 +80,13 @@ async def get_product(request: web.Request) -> web.Response:
 
 
 @routes.patch("/v1/products/{product_id}")
+@operation(
+    "Change a product",
+    scope="links:write",
+    body=ProductPatch,
+    example={"name": "Coffee beans, 500 g", "unit_amount": 700},
+    response=ProductOut,
+)
 async def update_product(request: web.Request) -> web.Response:
     ctx = require(request, "links:write")
     patch = await parse_body(request, ProductPatch)
@@ -78,6 +99,7 @@ async def update_product(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/products/{product_id}")
+@operation("Delete a product", scope="links:write", response=Deleted)
 async def delete_product(request: web.Request) -> web.Response:
     ctx = require(request, "links:write")
     product_id = request.match_info["product_id"]
@@ -90,6 +112,14 @@ async def delete_product(request: web.Request) -> web.Response:
 
 # -- tax rates --------------------------------------------------------------------------------
 @routes.post("/v1/tax_rates")
+@operation(
+    "Create a tax rate",
+    scope="links:write",
+    body=TaxRateCreate,
+    example={"name": "NY sales tax", "percentage": "8.875"},
+    status=201,
+    response=TaxRateOut,
+)
 async def create_tax_rate(request: web.Request) -> web.Response:
     ctx = require(request, "links:write")
     body = await parse_body(request, TaxRateCreate)
@@ -100,6 +130,7 @@ async def create_tax_rate(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/tax_rates")
+@operation("List tax rates", scope="links:read", query=TaxRateList, response=ListOf(TaxRateOut))
 async def list_tax_rates(request: web.Request) -> web.Response:
     ctx = require(request, "links:read")
     query = parse_query(request, TaxRateList)
@@ -111,6 +142,7 @@ async def list_tax_rates(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/tax_rates/{tax_rate_id}")
+@operation("Get a tax rate", scope="links:read", response=TaxRateOut)
 async def get_tax_rate(request: web.Request) -> web.Response:
     ctx = require(request, "links:read")
     async with request_tx(request) as conn:
@@ -122,6 +154,15 @@ async def get_tax_rate(request: web.Request) -> web.Response:
 
 # -- discount codes -----------------------------------------------------------------------------
 @routes.post("/v1/discount_codes")
+@operation(
+    "Create a discount code",
+    scope="links:write",
+    body=DiscountCodeCreate,
+    example={"code": "SPRING25", "percent_off": "25", "max_redemptions": 100},
+    status=201,
+    response=DiscountCodeOut,
+    errors=(409,),
+)
 async def create_discount_code(request: web.Request) -> web.Response:
     ctx = require(request, "links:write")
     body = await parse_body(request, DiscountCodeCreate)
@@ -132,6 +173,7 @@ async def create_discount_code(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/discount_codes")
+@operation("List discount codes", scope="links:read", query=DiscountCodeList, response=ListOf(DiscountCodeOut))
 async def list_discount_codes(request: web.Request) -> web.Response:
     ctx = require(request, "links:read")
     query = parse_query(request, DiscountCodeList)
@@ -143,6 +185,7 @@ async def list_discount_codes(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/discount_codes/{discount_code_id}")
+@operation("Get a discount code", scope="links:read", response=DiscountCodeOut)
 async def get_discount_code(request: web.Request) -> web.Response:
     ctx = require(request, "links:read")
     async with request_tx(request) as conn:
@@ -153,6 +196,7 @@ async def get_discount_code(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/discount_codes/{discount_code_id}/deactivate")
+@operation("Deactivate a discount code", scope="links:write", response=DiscountCodeOut)
 async def deactivate_discount_code(request: web.Request) -> web.Response:
     ctx = require(request, "links:write")
     async with request_tx(request) as conn:

@@ -11,7 +11,7 @@ import math
 import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -27,6 +27,7 @@ from pydantic import (
 from shared.clock import rfc3339
 from shared.pricing import MAX_AMOUNT
 from shared.schedule import INTERVALS
+from shared.web.openapi import not_null
 from shared.web.pagination import ListQuery
 
 _DECIMAL_TEXT = re.compile(r"^[-+]?\d{1,10}(\.\d{1,20})?$")
@@ -81,6 +82,13 @@ def _not_blank(value: str) -> str:
 Text = Annotated[str, AfterValidator(_not_blank)]
 
 
+def _instant_text(value: Any) -> Any:
+    """An instant is JSON text: a number is not read as Unix seconds."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 instant (a string)")
+    return value
+
+
 # -- products ---------------------------------------------------------------------------------
 class RecurringIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -108,11 +116,15 @@ class ProductCreate(BaseModel):
     active: StrictBool = True
 
 
+#: Fields of `ProductPatch` that may not be null.
+NOT_NULL = ("name", "unit_amount", "currency", "active")
+
+
 class ProductPatch(BaseModel):
     """Fields given replace the stored ones; ``description``, ``sku`` and ``recurring``
     may be set to null, the others may not."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=not_null(*NOT_NULL))
 
     name: Text | None = Field(default=None, min_length=1, max_length=250)
     description: str | None = Field(default=None, max_length=2000)
@@ -121,10 +133,6 @@ class ProductPatch(BaseModel):
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     recurring: RecurringIn | None = None
     active: StrictBool | None = None
-
-
-#: Fields of `ProductPatch` that may not be null.
-NOT_NULL = ("name", "unit_amount", "currency", "active")
 
 
 class ProductList(ListQuery):
@@ -192,7 +200,7 @@ class DiscountCodeCreate(BaseModel):
     percent_off: PercentOff | None = None
     amount_off: int | None = Field(default=None, gt=0, le=MAX_AMOUNT, strict=True)
     currency: str | None = Field(default=None, min_length=3, max_length=3)
-    expires_at: AwareDatetime | None = None
+    expires_at: Annotated[AwareDatetime, BeforeValidator(_instant_text)] | None = None
     max_redemptions: int | None = Field(default=None, ge=1, le=MAX_REDEMPTIONS, strict=True)
     active: StrictBool = True
 
@@ -236,3 +244,56 @@ def discount_code_out(row: Any) -> dict[str, Any]:
         "active": row["active"],
         "created_at": rfc3339(row["created_at"]),
     }
+
+
+# -- response shapes (the OpenAPI document; the ``*_out`` functions above build them) ----------
+class RecurringOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    interval: str
+
+
+class ProductOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    object: Literal["product"]
+    name: str
+    description: str | None
+    sku: str | None
+    unit_amount: int
+    currency: str
+    recurring: RecurringOut | None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaxRateOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    object: Literal["tax_rate"]
+    name: str
+    #: A decimal string, e.g. "8.875".
+    percentage: str
+    inclusive: Literal[False]
+    active: bool
+    created_at: datetime
+
+
+class DiscountCodeOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    object: Literal["discount_code"]
+    code: str
+    #: A decimal string, e.g. "12.5" (or null for an amount off).
+    percent_off: str | None
+    amount_off: int | None
+    currency: str | None
+    expires_at: datetime | None
+    max_redemptions: int | None
+    times_redeemed: int
+    active: bool
+    created_at: datetime

@@ -7,6 +7,7 @@ from aiohttp import web
 from shared.accounts import load_account
 from shared.web.auth import require
 from shared.web.keys import SETTINGS
+from shared.web.openapi import Deleted, ListOf, operation
 from shared.web.pagination import list_page
 from shared.web.problem import NotFound
 from shared.web.request import parse_body, parse_query
@@ -14,7 +15,7 @@ from shared.web.tx import request_tx
 
 from . import repository as repo
 from . import service
-from .schemas import LinkCreate, LinkList, LinkUpdate, SimplifiedLinkCreate, link_out
+from .schemas import EmbedOut, LinkCreate, LinkList, LinkOut, LinkUpdate, SimplifiedLinkCreate, link_out
 
 routes = web.RouteTableDef()
 
@@ -31,6 +32,18 @@ async def _link(conn, account_id: str, request: web.Request, *, lock: bool = Fal
 
 
 @routes.post("/v1/payment_links")
+@operation(
+    "Create a payment link",
+    scope="links:write",
+    body=LinkCreate,
+    example={
+        "name": "Coffee beans",
+        "currency": "USD",
+        "line_items": [{"name": "Coffee beans, 1 kg", "quantity": 2, "unit_amount": 1250}],
+    },
+    status=201,
+    response=LinkOut,
+)
 async def create_link(request: web.Request) -> web.Response:
     ctx = require(request, "links:write")
     body = await parse_body(request, LinkCreate)
@@ -41,6 +54,7 @@ async def create_link(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/payment_links")
+@operation("List payment links", scope="links:read", query=LinkList, response=ListOf(LinkOut))
 async def list_links(request: web.Request) -> web.Response:
     ctx = require(request, "links:read")
     q = parse_query(request, LinkList)
@@ -52,6 +66,7 @@ async def list_links(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/payment_links/{link_id}")
+@operation("Get a payment link", scope="links:read", response=LinkOut)
 async def get_link(request: web.Request) -> web.Response:
     ctx = require(request, "links:read")
     async with request_tx(request) as conn:
@@ -60,6 +75,13 @@ async def get_link(request: web.Request) -> web.Response:
 
 
 @routes.patch("/v1/payment_links/{link_id}")
+@operation(
+    "Change a payment link",
+    scope="links:write",
+    body=LinkUpdate,
+    example={"name": "Coffee beans (spring)", "allow_discount_codes": True},
+    response=LinkOut,
+)
 async def update_link(request: web.Request) -> web.Response:
     ctx = require(request, "links:write")
     body = await parse_body(request, LinkUpdate)
@@ -71,6 +93,7 @@ async def update_link(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/payment_links/{link_id}")
+@operation("Delete a payment link", scope="links:write", response=Deleted)
 async def delete_link(request: web.Request) -> web.Response:
     ctx = require(request, "links:write")
     async with request_tx(request) as conn:
@@ -81,6 +104,7 @@ async def delete_link(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/payment_links/{link_id}/clone")
+@operation("Clone a payment link", scope="links:write", status=201, response=LinkOut)
 async def clone_link(request: web.Request) -> web.Response:
     ctx = require(request, "links:write")
     async with request_tx(request) as conn:
@@ -90,6 +114,7 @@ async def clone_link(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/payment_links/{link_id}/embed")
+@operation("Get the HTML that embeds a payment link", scope="links:read", response=EmbedOut, errors=(409,))
 async def embed(request: web.Request) -> web.Response:
     ctx = require(request, "links:read")
     async with request_tx(request) as conn:
@@ -110,15 +135,39 @@ async def _simplified(request: web.Request, kind: str) -> web.Response:
 
 
 @routes.post("/v1/contacts/{contact_id}/payment_links")
+@operation(
+    "Create a payment link from a contact",
+    scope="links:write",
+    body=SimplifiedLinkCreate,
+    example={"name": "Consulting", "item_name": "Workshop, one day", "unit_amount": 90000, "currency": "USD"},
+    status=201,
+    response=LinkOut,
+)
 async def contact_link(request: web.Request) -> web.Response:
     return await _simplified(request, "contact")
 
 
 @routes.post("/v1/companies/{company_id}/payment_links")
+@operation(
+    "Create a payment link from a company",
+    scope="links:write",
+    body=SimplifiedLinkCreate,
+    example={"name": "Consulting", "item_name": "Workshop, one day", "unit_amount": 90000, "currency": "USD"},
+    status=201,
+    response=LinkOut,
+)
 async def company_link(request: web.Request) -> web.Response:
     return await _simplified(request, "company")
 
 
 @routes.post("/v1/deals/{deal_id}/payment_links")
+@operation(
+    "Create a payment link from a deal",
+    scope="links:write",
+    body=SimplifiedLinkCreate,
+    example={"name": "Consulting", "item_name": "Workshop, one day", "unit_amount": 90000, "currency": "USD"},
+    status=201,
+    response=LinkOut,
+)
 async def deal_link(request: web.Request) -> web.Response:
     return await _simplified(request, "deal")

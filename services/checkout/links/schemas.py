@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from shared.clock import rfc3339
 from shared.link_settings import AfterCompletion, ContactField, CreateDeal, PaymentMethod
@@ -136,7 +136,7 @@ class LineItemIn(_Strict):
     description: str | None = Field(default=None, max_length=2000)
     quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY, strict=True)
     unit_amount: int | None = Field(default=None, gt=0, le=MAX_AMOUNT, strict=True)
-    optional: bool = False
+    optional: StrictBool = False
     adjustable_quantity: AdjustableQuantity | None = None
     custom_amount: CustomAmount | None = None
     #: null = one-time (omitted: copied from the product, if any)
@@ -147,18 +147,25 @@ class LineItemIn(_Strict):
 
 class _LinkFields(_Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    active: bool | None = None
+    active: StrictBool | None = None
     order_discount: OrderDiscountIn | None = None
-    allow_discount_codes: bool | None = None
+    allow_discount_codes: StrictBool | None = None
     create_deal: CreateDeal | None = None
     deal_id: str | None = Field(default=None, max_length=100)
     checkout_text: str | None = Field(default=None, max_length=10_000)
     contact_fields: list[ContactField] | None = Field(default=None, max_length=12)
     payment_methods: list[PaymentMethod] | None = Field(default=None, min_length=1, max_length=4)
-    collect_billing_address: bool | None = None
-    collect_shipping_address: bool | None = None
+    collect_billing_address: StrictBool | None = None
+    collect_shipping_address: StrictBool | None = None
     after_completion: AfterCompletion | None = None
-    deactivate_after_payment: bool | None = None
+    deactivate_after_payment: StrictBool | None = None
+
+    @field_validator("payment_methods")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("must not repeat a payment method")
+        return value
 
 
 class LinkCreate(_LinkFields):
@@ -167,7 +174,8 @@ class LinkCreate(_LinkFields):
 
 
 class LinkUpdate(_LinkFields):
-    """PATCH: only the fields given change; line_items, when given, replace the list."""
+    """PATCH: only the fields given change; line_items, when given, replace the list;
+    null clears a setting that may be empty and is refused for the others (decision 19)."""
 
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     line_items: list[LineItemIn] | None = Field(default=None, min_length=1, max_length=100)
@@ -180,7 +188,7 @@ class SimplifiedLinkCreate(_Strict):
     item_name: str = Field(min_length=1, max_length=250)
     unit_amount: int = Field(gt=0, le=MAX_AMOUNT, strict=True)
     currency: str = Field(min_length=3, max_length=3)
-    deactivate_after_payment: bool = True
+    deactivate_after_payment: StrictBool = True
 
 
 class LinkList(ListQuery):
@@ -214,3 +222,42 @@ def link_out(row: Any, base_url: str) -> dict[str, Any]:
         "created_at": rfc3339(row["created_at"]),
         "updated_at": rfc3339(row["updated_at"]),
     }
+
+
+# -- response shapes (the OpenAPI document; `link_out` builds them) -----------------------------
+class LinkOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    object: Literal["payment_link"]
+    name: str | None
+    active: bool
+    #: The stable buyer URL (``<base URL>/pay/<slug>``).
+    url: str
+    currency: str
+    #: The stored line items (each with its ``id``), in the shape of `LineItemIn`.
+    line_items: list[dict[str, Any]]
+    order_discount: dict[str, Any] | None
+    allow_discount_codes: bool
+    create_deal: dict[str, Any] | None
+    deal_id: str | None
+    checkout_text: str | None
+    contact_fields: list[dict[str, Any]]
+    payment_methods: list[PaymentMethod]
+    collect_billing_address: bool
+    collect_shipping_address: bool
+    after_completion: dict[str, Any]
+    deactivate_after_payment: bool
+    embeddable: bool
+    #: The contact, company or deal the link was created from (simplified links).
+    crm_record: dict[str, Any] | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class EmbedOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    object: Literal["embed"]
+    html: str
+    url: str

@@ -18,10 +18,13 @@ from pydantic import ValidationError
 
 from shared.accounts import Account
 from shared.currency import minimum_charge, processor_refusal
+from shared.events.models import PaymentLinkAssociatedV1
 from shared.ids import new_id, new_token
 from shared.link_settings import ContactField, method_allowed, normalize_contact_fields, sanitize_checkout_text
 from shared.money import Money, format_money
-from shared.pricing import Discount, Item, PricingError, Recurring, Summary, price
+from shared.outbox import publish_event
+from shared.pricing import Discount, Item, PricingError, Recurring, Summary, price, unit_discount_amount
+from shared.schedule import delayed_start
 from shared.web.problem import Conflict, ValidationProblem, field_error
 
 from . import repository as repo
@@ -137,14 +140,30 @@ async def build_line_items(
             d = item.unit_discount
             if d.amount_off is not None and d.amount_off >= unit_amount:
                 err("unit_discount.amount_off", "must be less than the unit price: zero-priced items are refused")
+            elif (
+                d.percent_off is not None
+                and unit_discount_amount(unit_amount, Discount(percent_off=d.percent_off)) >= unit_amount
+            ):
+                # the per-unit discount is rounded half-up, so 99.5 % of 1.00 takes all of it
+                err(
+                    "unit_discount.percent_off",
+                    "takes the whole unit price once rounded to the minor unit: the item would cost zero, "
+                    "and zero-priced items are refused",
+                )
         if recurring is not None:
-            if recurring.get("end_date") and date.fromisoformat(recurring["end_date"]) <= day:
-                err("recurring.end_date", "must be after today")
             start = recurring.get("start") or {}
-            if start.get("date") and date.fromisoformat(start["date"]) <= day:
-                err("recurring.start.date", "must be a future date (leave start out to bill from checkout)")
             if start:
-                recurring["start"] = {k: v for k, v in start.items() if v is not None}
+                recurring["start"] = start = {k: v for k, v in start.items() if v is not None}
+            start_ok = True
+            if start.get("date") and date.fromisoformat(start["date"]) <= day:
+                start_ok = False
+                err("recurring.start.date", "must be a future date (leave start out to bill from checkout)")
+            end = date.fromisoformat(recurring["end_date"]) if recurring.get("end_date") else None
+            if end is not None and end <= day:
+                err("recurring.end_date", "must be after today")
+            elif end is not None and start_ok and end < (first := delayed_start(day, start or None)):
+                # otherwise the item would never be charged
+                err("recurring.end_date", f"must not be before the billing start ({first.isoformat()})")
         tax_rate = None
         if item.tax_rate_id:
             rate = rates.get(item.tax_rate_id)
@@ -251,6 +270,56 @@ def check_due_now(summary: Summary, line_items: list[dict], currency: str, field
         )
 
 
+def _smallest_choices(line_items: list[dict]) -> dict[str, dict]:
+    """The least a buyer can choose: optional items left out, quantities and chosen
+    amounts at their minimum."""
+    choices: dict[str, dict] = {}
+    for li in line_items:
+        choice: dict[str, Any] = {}
+        if li.get("adjustable_quantity"):
+            choice["quantity"] = li["adjustable_quantity"]["minimum"]
+        if li.get("custom_amount"):
+            choice["amount"] = li["custom_amount"]["minimum"]
+        if choice:
+            choices[li["id"]] = choice
+    return choices
+
+
+def check_link_pricing(
+    line_items: list[dict], settings: dict, currency: str, day: date, field: str = "line_items"
+) -> None:
+    """§3.1 for a link as the merchant saves it: something is bought and charged at
+    checkout whatever the buyer chooses, and it reaches the minimum charge (decision 18)."""
+    if all(li.get("optional") for li in line_items):
+        raise field_error(field, "every item is optional: at least one item must be bought (not optional)")
+    discounts = order_discounts(settings)
+    try:
+        summary = price(pricing_items(line_items), currency, checkout_day=day, order_discounts=discounts)
+        smallest = price(
+            pricing_items(line_items, _smallest_choices(line_items)),
+            currency,
+            checkout_day=day,
+            order_discounts=discounts,
+        )
+    except PricingError as exc:
+        raise field_error(exc.field, exc.message) from None
+    if not any(line.due_now for line in summary.lines):
+        raise field_error(
+            field,
+            "every item the buyer must buy starts billing later, so nothing would be due now at checkout: add an "
+            "item (or a deposit) that is charged at checkout",
+        )
+    check_due_now(summary, line_items, currency, field)
+    minimum = minimum_charge(currency)
+    if smallest.total_due_now < minimum:
+        raise field_error(
+            field,
+            f"the smallest order a buyer can choose (quantities and chosen amounts at their minimum) comes to "
+            f"{format_money(Money(smallest.total_due_now, currency))} due at checkout, below the minimum charge "
+            f"of {format_money(Money(minimum, currency))}",
+        )
+
+
 def embeddable(line_items: list[dict]) -> tuple[bool, str | None]:
     """§3.3: an embed code only for fixed price and quantity, nothing optional, all charged
     at checkout. Returns (allowed, reason if not)."""
@@ -267,27 +336,50 @@ def embeddable(line_items: list[dict]) -> tuple[bool, str | None]:
 
 
 # -- settings -----------------------------------------------------------------------------------
+def _default_settings(account: Account, currency: str) -> dict:
+    """A new link's settings before its own values: the account's payment-link defaults
+    (payment methods the currency does not allow, and shipping while the account does
+    not ship, are left out)."""
+    defaults = account.settings.payment_link_defaults
+    return {
+        "order_discount": None,
+        "allow_discount_codes": False,
+        "create_deal": defaults.create_deal.model_dump() if defaults.create_deal else None,
+        "deal_id": None,
+        "checkout_text": defaults.checkout_text,
+        "contact_fields": normalize_contact_fields(defaults.contact_fields),
+        "payment_methods": [m for m in defaults.payment_methods if method_allowed(m, currency)] or ["card"],
+        "collect_billing_address": defaults.collect_billing_address,
+        "collect_shipping_address": defaults.collect_shipping_address and account.settings.shipping_enabled,
+        "after_completion": defaults.after_completion.model_dump(exclude_none=True),
+        "deactivate_after_payment": False,
+    }
+
+
+def _order_discount(value: dict | None) -> dict | None:
+    """Stored and shown with both kinds named, like a unit discount."""
+    if not value:
+        return None
+    return {"name": value["name"], "percent_off": value.get("percent_off"), "amount_off": value.get("amount_off")}
+
+
 async def build_settings(
-    conn: asyncpg.Connection, account: Account, currency: str, given: dict[str, Any], base: dict | None
+    conn: asyncpg.Connection,
+    account: Account,
+    currency: str,
+    given: dict[str, Any],
+    base: dict | None,
+    *,
+    currency_changed: bool = False,
 ) -> dict:
     """Effective settings: ``base`` (the link's current settings, or the account's
-    defaults for a new link) with the given values applied, validated."""
-    defaults = account.settings.payment_link_defaults
-    if base is None:
-        base = {
-            "order_discount": None,
-            "allow_discount_codes": False,
-            "create_deal": defaults.create_deal.model_dump() if defaults.create_deal else None,
-            "deal_id": None,
-            "checkout_text": defaults.checkout_text,
-            "contact_fields": normalize_contact_fields(defaults.contact_fields),
-            "payment_methods": [m for m in defaults.payment_methods if method_allowed(m, currency)] or ["card"],
-            "collect_billing_address": defaults.collect_billing_address,
-            "collect_shipping_address": defaults.collect_shipping_address and account.settings.shipping_enabled,
-            "after_completion": defaults.after_completion.model_dump(exclude_none=True),
-            "deactivate_after_payment": False,
-        }
-    settings = dict(base)
+    defaults for a new link) with the given values applied, validated.
+
+    A new link checks everything it ends up with (inherited values too); an edit checks
+    what it changes (payment methods also when the currency changes), so that a link whose
+    deal was deleted, or whose account stopped shipping, can still be renamed or turned off."""
+    creating = base is None
+    settings = _default_settings(account, currency) if base is None else dict(base)
     errors: list[dict[str, str]] = []
     for key, value in given.items():
         if key == "contact_fields":
@@ -296,55 +388,78 @@ async def build_settings(
             except (ValueError, ValidationError) as exc:
                 errors.append({"field": "contact_fields", "message": str(exc).splitlines()[0]})
         elif key == "checkout_text":
-            settings[key] = sanitize_checkout_text(value) if value else None
+            settings[key] = (sanitize_checkout_text(value) or None) if value else None
         elif key == "after_completion":
             settings[key] = {k: v for k, v in value.items() if v is not None} if value else {"type": "message"}
-        elif key in ("order_discount", "create_deal"):
+        elif key == "order_discount":
+            settings[key] = _order_discount(value)
+        elif key in ("create_deal", "deal_id"):
             settings[key] = value or None
         elif key in SETTING_FIELDS:
-            settings[key] = value if value is not None else base.get(key)
-    for index, method in enumerate(settings["payment_methods"]):
-        if not method_allowed(method, currency):
+            settings[key] = value
+
+    def check(key: str) -> bool:
+        return creating or key in given
+
+    if check("payment_methods") or currency_changed:
+        for index, method in enumerate(settings["payment_methods"]):
+            if not method_allowed(method, currency):
+                errors.append(
+                    {
+                        "field": f"payment_methods[{index}]",
+                        "message": f"{method} is not available for {currency} payments",
+                    }
+                )
+    if check("collect_shipping_address") and settings["collect_shipping_address"]:
+        if not account.settings.shipping_enabled:
             errors.append(
-                {"field": f"payment_methods[{index}]", "message": f"{method} is not available for {currency} payments"}
+                {"field": "collect_shipping_address", "message": "turn on shipping in the account settings first"}
             )
-    if settings["collect_shipping_address"] and not account.settings.shipping_enabled:
-        errors.append(
-            {"field": "collect_shipping_address", "message": "turn on shipping in the account settings first"}
+    if check("create_deal") and settings.get("create_deal"):
+        errors.extend(
+            await _deal_creation_errors(conn, account, settings["create_deal"], inherited="create_deal" not in given)
         )
-    if settings.get("create_deal") or settings.get("deal_id"):
+    if check("deal_id") and settings.get("deal_id"):
         from .. import crm_refs  # imported here: built alongside this module
-    if settings.get("create_deal"):
-        deal = settings["create_deal"]
-        stage = await crm_refs.pipeline_stage(conn, account.id, deal["pipeline"], deal["stage"])
-        if stage is None:
-            errors.append({"field": "create_deal", "message": "no such pipeline, or the stage is not in that pipeline"})
-    if settings.get("deal_id") and await crm_refs.find_record(conn, account.id, "deal", settings["deal_id"]) is None:
-        errors.append({"field": "deal_id", "message": "no such deal"})
+
+        if await crm_refs.find_record(conn, account.id, "deal", settings["deal_id"]) is None:
+            errors.append({"field": "deal_id", "message": "no such deal"})
     if errors:
         raise ValidationProblem(errors)
     return settings
 
 
+async def _deal_creation_errors(conn: asyncpg.Connection, account: Account, deal: dict, *, inherited: bool) -> list:
+    from .. import crm_refs  # imported here: built alongside this module
+
+    note = " (inherited from the account's payment_link_defaults)" if inherited else ""
+    if await crm_refs.find_record(conn, account.id, "pipeline", deal["pipeline"]) is None:
+        return [{"field": "create_deal.pipeline", "message": f"no such pipeline{note}"}]
+    if await crm_refs.pipeline_stage(conn, account.id, deal["pipeline"], deal["stage"]) is None:
+        return [{"field": "create_deal.stage", "message": f"is not a stage of that pipeline{note}"}]
+    return []
+
+
+#: Fields an edit may not set to null (the others clear to their default with null).
+NOT_NULL = (
+    "name", "active", "currency", "line_items", "allow_discount_codes", "contact_fields", "payment_methods",
+    "collect_billing_address", "collect_shipping_address", "deactivate_after_payment",
+)  # fmt: skip
+
+
 def _given_fields(body: LinkCreate | LinkUpdate) -> dict[str, Any]:
+    """The settings the merchant gave. On a new link, null for a field that cannot be
+    null means "not given" (the account's default applies)."""
     data = body.model_dump(mode="json", exclude_unset=True)
-    return {k: v for k, v in data.items() if k in SETTING_FIELDS}
+    return {k: v for k, v in data.items() if k in SETTING_FIELDS and not (v is None and k in NOT_NULL)}
 
 
 def _item_given(body: LinkCreate | LinkUpdate) -> list[set[str]]:
     return [set(item.model_fields_set) for item in body.line_items or []]
 
 
-async def _validated(
-    conn: asyncpg.Connection, account: Account, currency: str, line_items: list[dict], settings: dict
-) -> dict:
-    try:
-        summary = price(
-            pricing_items(line_items), currency, checkout_day=today(account), order_discounts=order_discounts(settings)
-        )
-    except PricingError as exc:
-        raise field_error(exc.field, exc.message) from None
-    check_due_now(summary, line_items, currency)
+def _validated(account: Account, currency: str, line_items: list[dict], settings: dict) -> dict:
+    check_link_pricing(line_items, settings, currency, today(account))
     allowed, reason = embeddable(line_items)
     return {**settings, "embeddable": allowed, "embed_refusal": reason}
 
@@ -357,8 +472,8 @@ async def create_link(
     settings = await build_settings(conn, account, currency, _given_fields(body), None)
     if crm_record is not None:
         settings["crm_record"] = crm_record
-    settings = await _validated(conn, account, currency, line_items, settings)
-    return await repo.insert_link(
+    settings = _validated(account, currency, line_items, settings)
+    row = await repo.insert_link(
         conn,
         link_id=new_id("plink"),
         account_id=account.id,
@@ -370,11 +485,18 @@ async def create_link(
         settings=settings,
         now=account.clock.now(),
     )
+    await _announce_crm_record(conn, account, row)
+    return row
 
 
 async def update_link(
     conn: asyncpg.Connection, account: Account, link: asyncpg.Record, body: LinkUpdate
 ) -> asyncpg.Record:
+    """PATCH: the fields given change, the others stay; ``line_items`` replaces the list
+    (new item ids). Null clears a setting that may be empty and is refused for the rest."""
+    nulls = [f for f in NOT_NULL if f in body.model_fields_set and getattr(body, f) is None]
+    if nulls:
+        raise ValidationProblem([{"field": f, "message": "may not be null"} for f in nulls])
     currency = check_currency(account, body.currency) if body.currency else link["currency"]
     if body.line_items is not None:
         line_items = await build_line_items(conn, account, currency, body.line_items, _item_given(body))
@@ -382,8 +504,13 @@ async def update_link(
         line_items = link["line_items"]
         if currency != link["currency"]:
             raise field_error("currency", "changing the currency needs the line items again (prices are per currency)")
-    settings = await build_settings(conn, account, currency, _given_fields(body), link["settings"])
-    settings = await _validated(conn, account, currency, line_items, settings)
+    given = _given_fields(body)
+    settings = await build_settings(
+        conn, account, currency, given, link["settings"], currency_changed=currency != link["currency"]
+    )
+    # What is charged changes only with the items, the currency or the order discount.
+    if body.line_items is not None or "order_discount" in given:
+        settings = _validated(account, currency, line_items, settings)
     return await repo.update_link(
         conn,
         account.id,
@@ -398,19 +525,51 @@ async def update_link(
 
 
 async def clone_link(conn: asyncpg.Connection, account: Account, link: asyncpg.Record) -> asyncpg.Record:
+    """A new link (new id, URL and item ids) with the same items and settings, named
+    "Copy of …", and active whatever the original's state (decision 20)."""
     line_items = [{**li, "id": new_id("li")} for li in link["line_items"]]
-    return await repo.insert_link(
+    row = await repo.insert_link(
         conn,
         link_id=new_id("plink"),
         account_id=account.id,
         slug=new_token(16),
         name=f"Copy of {link['name']}"[:200],
-        active=link["active"],
+        active=True,
         currency=link["currency"],
         line_items=line_items,
         settings=link["settings"],
         now=account.clock.now(),
     )
+    await _announce_crm_record(conn, account, row)
+    return row
+
+
+async def _announce_crm_record(conn: asyncpg.Connection, account: Account, link: asyncpg.Record) -> None:
+    """A link made from a CRM record (§3.4; its clones keep the record, decision 20) is
+    associated with it from creation: ``payment_link.associated`` in the link's own
+    transaction, so crm_sync records it even before any payment. The record cannot
+    change afterwards (``crm_record`` is read-only, decision 19)."""
+    record = (link["settings"] or {}).get("crm_record")
+    if not record:
+        return
+    await publish_event(
+        conn,
+        schema="checkout",
+        producer="checkout",
+        account_id=account.id,
+        event=PaymentLinkAssociatedV1(
+            link_id=link["id"], kind=record["type"], record_id=record["id"], associated_at=link["created_at"]
+        ),
+        occurred_at=link["created_at"],
+    )
+
+
+#: Errors of the full link a simplified link is made into, named by the simplified body's fields.
+_SIMPLIFIED_FIELDS = {
+    "line_items[0].name": "item_name",
+    "line_items[0].unit_amount": "unit_amount",
+    "line_items": "unit_amount",
+}
 
 
 async def create_simplified_link(
@@ -432,7 +591,11 @@ async def create_simplified_link(
             **({"deal_id": record_id} if kind == "deal" else {}),
         }
     )
-    return await create_link(conn, account, full, crm_record={"type": kind, "id": record_id})
+    try:
+        return await create_link(conn, account, full, crm_record={"type": kind, "id": record_id})
+    except ValidationProblem as problem:
+        errors = [{**e, "field": _SIMPLIFIED_FIELDS.get(e["field"], e["field"])} for e in problem.errors or []]
+        raise ValidationProblem(errors) from None
 
 
 def embed_html(link_url: str, name: str) -> str:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from shared.web.auth import auth, require
 from shared.web.keys import APP_POOL, EXTRAS
+from shared.web.openapi import ListOf, operation
 from shared.web.pagination import list_page
 from shared.web.problem import Forbidden, NotFound
 from shared.web.request import parse_body, parse_query
@@ -16,12 +17,22 @@ from shared.web.tx import request_tx
 from . import associations
 from . import refunds as refunds_service
 from . import repository as repo
-from .schemas import AssociationCreate, PaymentList, RefundCreate, RefundList, payment_out, refund_out
+from .schemas import (
+    AssociationCreate,
+    PaymentList,
+    PaymentOut,
+    RefundCreate,
+    RefundList,
+    RefundOut,
+    payment_out,
+    refund_out,
+)
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/v1/payments")
+@operation("List payments", scope="payments:read", query=PaymentList, response=ListOf(PaymentOut))
 async def list_payments(request: web.Request) -> web.Response:
     ctx = require(request, "payments:read")
     q = parse_query(request, PaymentList)
@@ -49,6 +60,7 @@ async def list_payments(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/payments/{payment_id}")
+@operation("Get a payment", scope="payments:read", response=PaymentOut)
 async def get_payment(request: web.Request) -> web.Response:
     ctx = require(request, "payments:read")
     async with request_tx(request) as conn:
@@ -61,6 +73,16 @@ async def get_payment(request: web.Request) -> web.Response:
 
 # -- refunds -------------------------------------------------------------------------------
 @routes.post("/v1/payments/{payment_id}/refunds")
+@operation(
+    "Refund a payment (all that remains, or `amount`)",
+    scope="payments:write",
+    body=RefundCreate,
+    body_optional=True,
+    example={"amount": 500},
+    status=201,
+    response=RefundOut,
+    errors=(409,),
+)
 async def create_refund(request: web.Request) -> web.Response:
     """Full (no ``amount``) or partial refund; 201 with the refund (``pending`` while the
     processor has not decided). The refund row is committed before the processor call, in
@@ -79,6 +101,7 @@ async def create_refund(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/payments/{payment_id}/refunds")
+@operation("List a payment's refunds", scope="payments:read", query=RefundList, response=ListOf(RefundOut))
 async def list_refunds(request: web.Request) -> web.Response:
     ctx = require(request, "payments:read")
     q = parse_query(request, RefundList)
@@ -94,6 +117,14 @@ async def list_refunds(request: web.Request) -> web.Response:
 
 # -- manual CRM associations -------------------------------------------------------------------
 @routes.post("/v1/payments/{payment_id}/associations")
+@operation(
+    "Associate a payment with a contact, company or deal",
+    scope=("payments:write", "crm:write"),
+    body=AssociationCreate,
+    example={"contact_id": "contact_0123456789abcdef0123456789"},
+    response=PaymentOut,
+    errors=(409,),
+)
 async def create_association(request: web.Request) -> web.Response:
     """``{contact_id | company_id | deal_id}`` → 200 with the payment. Needs
     ``payments:write`` or ``crm:write``."""

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from shared.clock import rfc3339
 from shared.web.pagination import ListQuery
@@ -23,6 +23,13 @@ def _instant(value: datetime | None) -> datetime | None:
         raise ValueError("is out of range") from None
 
 
+#: A filter bound: an RFC 3339 instant with an offset, or Unix seconds (as documented).
+Instant = Annotated[
+    AwareDatetime,
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}),
+]
+
+
 class PaymentList(ListQuery):
     """``GET /v1/payments`` filters (all optional, combined with AND).
 
@@ -39,10 +46,10 @@ class PaymentList(ListQuery):
     contact_id: str | None = Field(default=None, max_length=100)
     payment_link_id: str | None = Field(default=None, max_length=100)
     subscription_id: str | None = Field(default=None, max_length=100)
-    created_gte: AwareDatetime | None = Field(default=None, alias="created[gte]")
-    created_gt: AwareDatetime | None = Field(default=None, alias="created[gt]")
-    created_lte: AwareDatetime | None = Field(default=None, alias="created[lte]")
-    created_lt: AwareDatetime | None = Field(default=None, alias="created[lt]")
+    created_gte: Instant | None = Field(default=None, alias="created[gte]")
+    created_gt: Instant | None = Field(default=None, alias="created[gt]")
+    created_lte: Instant | None = Field(default=None, alias="created[lte]")
+    created_lt: Instant | None = Field(default=None, alias="created[lt]")
 
     @field_validator("created_gte", "created_gt", "created_lte", "created_lt")
     @classmethod
@@ -161,3 +168,68 @@ def payment_out(row: Any, refunds: Iterable[Any] = ()) -> dict[str, Any]:
         "test_mode": row["test_mode"],
         "created_at": rfc3339(row["created_at"]),
     }
+
+
+# -- response shapes (the OpenAPI document; `payment_out` / `refund_out` build them) ----------
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RefundOut(_Out):
+    id: str
+    object: Literal["refund"]
+    payment_id: str
+    amount: int
+    currency: str
+    status: Literal["pending", "succeeded", "failed"]
+    failure_reason: str | None
+    processor_refund_id: str | None
+    created_at: datetime
+    settled_at: datetime | None
+
+
+class PaymentAssociationsOut(_Out):
+    """How the payment's contact and company were set: by the purchase or by the merchant."""
+
+    contact: Literal["automatic", "manual"] | None
+    company: Literal["automatic", "manual"] | None
+    manual_deal_ids: list[str]
+
+
+class PaymentSourceOut(_Out):
+    type: str
+    id: str | None
+
+
+class EmbeddedRefundsOut(_Out):
+    object: Literal["list"]
+    total_count: int
+    amount_pending: int
+    data: list[RefundOut]
+    has_more: bool
+    url: str
+
+
+class PaymentOut(_Out):
+    id: str
+    object: Literal["payment"]
+    status: Literal["processing", "succeeded", "failed", "refunded", "partially_refunded"]
+    amount: int
+    amount_refunded: int
+    amount_refundable: int
+    currency: str
+    fee: int | None
+    net: int | None
+    method_type: str | None
+    email: str | None
+    contact_id: str | None
+    company_id: str | None
+    deal_ids: list[str]
+    associations: PaymentAssociationsOut
+    source: PaymentSourceOut
+    processor_payment_id: str | None
+    billing_address: dict[str, Any] | None
+    shipping_address: dict[str, Any] | None
+    refunds: EmbeddedRefundsOut
+    test_mode: bool
+    created_at: datetime

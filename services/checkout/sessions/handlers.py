@@ -2,25 +2,43 @@
 
 Pages answer errors as HTML (404 / 410 with a clear message); the JSON endpoints as
 problem+json. Form posts carry the session's CSRF token in ``X-CSRF-Token``.
+``POST /api/checkout/{token}/summary`` prices the buyer's choices while they change them
+(the page's live summary); every amount the page shows is formatted here (`display`).
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
-from datetime import timedelta
+from datetime import date, timedelta
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from markupsafe import Markup
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.accounts import load_account
 from shared.clock import rfc3339
+from shared.link_settings import DEFAULT_LABELS, sanitize_checkout_text
+from shared.money import exponent
 from shared.processor.registry import config_for
 from shared.web.keys import APP_POOL, EXTRAS, SETTINGS
+from shared.web.openapi import Html, Redirect, operation
 from shared.web.problem import Forbidden, Problem
 from shared.web.request import parse_body
 
 from . import limits, service
-from .schemas import CheckoutSubmit
+from .schemas import (
+    AddressIn,
+    CheckoutSessionOut,
+    CheckoutSubmit,
+    CompleteNotPaid,
+    CompleteOut,
+    ContactIn,
+    ItemChoice,
+    PricedOut,
+    SubmitOut,
+)
 
 routes = web.RouteTableDef()
 
@@ -96,7 +114,178 @@ def _ttl(request: web.Request) -> timedelta:
     return timedelta(hours=request.app[SETTINGS].session_ttl_hours)
 
 
+# -- what the page shows of a session ----------------------------------------------------------
+#: (type, autocomplete, maxlength) of each contact property's input (ContactIn's limits)
+CONTACT_INPUTS = {
+    "email": ("email", "email", 320),
+    "firstname": ("text", "given-name", 200),
+    "lastname": ("text", "family-name", 200),
+    "phone": ("tel", "tel", 40),
+    "company": ("text", "organization", 200),
+    "jobtitle": ("text", "organization-title", 200),
+    "website": ("url", "url", 500),
+    "address": ("text", "street-address", 200),
+    "city": ("text", "address-level2", 200),
+    "state": ("text", "address-level1", 200),
+    "zip": ("text", "postal-code", 20),
+    "country": ("text", "country-name", 200),
+}
+#: (part, label, autocomplete token, maxlength) of an address block (AddressIn)
+ADDRESS_PARTS = (
+    ("line1", "Address line 1", "address-line1", 200),
+    ("line2", "Address line 2", "address-line2", 200),
+    ("city", "City", "address-level2", 200),
+    ("state", "State / region", "address-level1", 200),
+    ("postal_code", "Postal code", "postal-code", 20),
+    ("country", "Country", "country", 2),
+)
+#: Later payments listed by date under the total; the rest are counted.
+LATER_LISTED = 3
+#: Babel territories that are not countries (regions, groupings, unknown).
+_NOT_COUNTRIES = {"EU", "EZ", "UN", "QO", "ZZ", "XA", "XB"}
+
+
+@functools.lru_cache(maxsize=8)
+def _countries(locale: str) -> tuple[tuple[str, str], ...]:
+    """(ISO 3166 alpha-2 code, name in the page's language), sorted by name."""
+    from babel import Locale
+
+    names = Locale.parse(locale).territories
+    found = [(code, name) for code, name in names.items() if len(code) == 2 and code.isalpha()]
+    return tuple(sorted((c for c in found if c[0] not in _NOT_COUNTRIES), key=lambda c: c[1].casefold()))
+
+
+def _major_units(amount: int, currency: str, separator: str) -> str:
+    """Minor units as the major-unit text a buyer types (2500 USD -> "25.00"), exactly."""
+    digits = exponent(currency)
+    if not digits:
+        return str(amount)
+    text = str(amount).rjust(digits + 1, "0")
+    return f"{text[:-digits]}{separator}{text[-digits:]}"
+
+
+def _money_filter(request: web.Request):
+    return request.app[EXTRAS]["templates"].filters["money"]
+
+
+def display(request: web.Request, summary: dict, currency: str, locale: str) -> dict:
+    """The summary's numbers as the page shows them, formatted here (the page's script
+    never formats or computes an amount): the same for the first render and each update."""
+    from babel.dates import format_date
+
+    money = _money_filter(request)
+
+    def fmt(amount: int) -> str:
+        return money(amount, currency, locale)
+
+    later = summary.get("future_payments") or []
+    total = fmt(summary["total_due_now"])
+    return {
+        "lines": {line["line_item_id"]: fmt(line["amount"]) for line in summary["lines"]},
+        "subtotal_due_now": fmt(summary["subtotal_due_now"]),
+        "discounts_due_now": [
+            {"name": d["name"] or "Discount", "amount": "−" + fmt(d["amount"])} for d in summary["discounts_due_now"]
+        ],
+        "tax_due_now": fmt(summary["tax_due_now"]) if summary["tax_due_now"] else None,
+        "total_due_now": total,
+        "pay_label": f"Pay {total}",
+        "later_payments": [
+            {"date": format_date(date.fromisoformat(p["date"]), "medium", locale=locale), "amount": fmt(p["amount"])}
+            for p in later[:LATER_LISTED]
+        ],
+        "later_more": max(0, len(later) - LATER_LISTED),
+    }
+
+
+def page_context(request: web.Request, opened: service.Opened, locale: str) -> dict:
+    """Everything checkout.html renders besides the processor: the items with their
+    controls, contact fields, address blocks, discount box, checkout text, confirmation."""
+    from babel.numbers import get_decimal_symbol
+
+    session = opened.session
+    settings = session["settings"] or {}
+    currency = session["currency"]
+    money = _money_filter(request)
+    summary = service.initial_summary(opened)
+    separator = get_decimal_symbol(locale)
+    items = []
+    for index, li in enumerate(session["line_items"]):
+        custom = li.get("custom_amount")
+        bounds = None
+        if custom:
+            low = money(custom["minimum"], currency, locale)
+            bounds = (
+                f"Between {low} and {money(custom['maximum'], currency, locale)}"
+                if custom.get("maximum")
+                else f"At least {low}"
+            )
+        items.append(
+            {
+                "index": index,
+                "id": li["id"],
+                "name": li["name"],
+                "description": li.get("description"),
+                "quantity": li["quantity"],
+                "unit_price": money(li["unit_amount"], currency, locale),
+                "optional": bool(li.get("optional")),
+                "adjustable": li.get("adjustable_quantity"),
+                "custom": custom,
+                "custom_value": _major_units(li["unit_amount"], currency, separator) if custom else None,
+                "custom_bounds": bounds,
+                "recurring": (li.get("recurring") or {}).get("interval"),
+            }
+        )
+    fields = settings.get("contact_fields") or [{"property": "email", "required": True}]
+    contact_fields = [
+        {
+            "property": f["property"],
+            "label": f.get("label") or DEFAULT_LABELS[f["property"]],
+            "help_text": f.get("help_text"),
+            "required": bool(f.get("required")) or f["property"] == "email",
+            "type": CONTACT_INPUTS[f["property"]][0],
+            "autocomplete": CONTACT_INPUTS[f["property"]][1],
+            "maxlength": CONTACT_INPUTS[f["property"]][2],
+        }
+        for f in fields
+    ]
+    addresses = [
+        {"kind": kind, "legend": legend, "token": token}
+        for kind, legend, token in (
+            ("billing_address", "Billing address", "billing"),
+            ("shipping_address", "Shipping address", "shipping"),
+        )
+        if settings.get(f"collect_{kind}")
+    ]
+    text = settings.get("checkout_text")
+    after = settings.get("after_completion") or {}
+    return {
+        "summary": summary,
+        "display": display(request, summary, currency, locale),
+        "items": items,
+        "exponent": exponent(currency),
+        "contact_fields": contact_fields,
+        "addresses": addresses,
+        "address_parts": [
+            {"part": p, "label": label, "autocomplete": ac, "maxlength": n, "required": p in service.ADDRESS_REQUIRED}
+            for p, label, ac, n in ADDRESS_PARTS
+        ],
+        "countries": _countries(locale) if addresses else (),
+        "allow_discount_codes": bool(settings.get("allow_discount_codes")),
+        # sanitised when saved; again here, so that no stored value can reach the page raw
+        "checkout_text": Markup(sanitize_checkout_text(text)) if text else None,  # noqa: S704 (nh3-cleaned)
+        "confirmation_message": after.get("message") if after.get("type", "message") == "message" else None,
+    }
+
+
 @routes.get("/pay/{slug}")
+@operation(
+    "Open a checkout for a payment link",
+    status=303,
+    response=Redirect("To /checkout/{session_token}: a new checkout session each time"),
+    query_params={"test": "1: open the link in test mode"},
+    errors=(409, 410, 429),
+    html_errors=True,
+)
 async def open_link(request: web.Request) -> web.StreamResponse:
     try:
         await limits.check_open(request, request.match_info["slug"])
@@ -137,6 +326,7 @@ def _build_processor_view(request: web.Request, account, test_mode: bool) -> dic
 
 
 @routes.get("/checkout/{token}")
+@operation("The checkout page", response=Html(), errors=(410,), html_errors=True)
 async def checkout_page(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     try:
@@ -148,6 +338,7 @@ async def checkout_page(request: web.Request) -> web.Response:
         return _message_page(request, problem)
     account, session = opened.account, opened.session
     processor = _processor_view(request, account, session["test_mode"])
+    locale = account.settings.language
     return _page(
         request,
         "checkout.html",
@@ -155,13 +346,14 @@ async def checkout_page(request: web.Request) -> web.Response:
         account=account,
         session=session,
         token=token,
-        summary=service.initial_summary(opened),
         processor=processor,
-        locale=account.settings.language,
+        locale=locale,
+        **page_context(request, opened, locale),
     )
 
 
 @routes.get("/api/checkout/{token}")
+@operation("The checkout session, as the page reads it", response=CheckoutSessionOut)
 async def session_json(request: web.Request) -> web.Response:
     opened = await service.load(request.app[APP_POOL], request.match_info["token"])
     account, session = opened.account, opened.session
@@ -204,7 +396,7 @@ async def session_json(request: web.Request) -> web.Response:
     )
 
 
-async def _check_csrf(request: web.Request) -> None:
+async def _check_csrf(request: web.Request) -> service.Opened:
     fetch_site = request.headers.get("Sec-Fetch-Site")
     if fetch_site not in (None, "same-origin", "none"):
         raise Forbidden("Cross-site requests are not accepted.")
@@ -212,20 +404,77 @@ async def _check_csrf(request: web.Request) -> None:
     sent = request.headers.get("X-CSRF-Token", "")
     if not hmac.compare_digest(sent.encode(), opened.session["csrf_token"].encode()):
         raise Forbidden("Missing or wrong X-CSRF-Token; reload the checkout page.")
+    return opened
+
+
+def _display_of(request: web.Request, opened: service.Opened, summary: dict) -> dict:
+    return display(request, summary, opened.session["currency"], opened.account.settings.language)
 
 
 @routes.post("/api/checkout/{token}")
+@operation(
+    "Submit the buyer's choices and contact; start the payment",
+    body=CheckoutSubmit,
+    example={"contact": {"email": "buyer@example.com"}, "items": []},
+    response=SubmitOut,
+    errors=(403, 409, 410, 429),
+    headers={"X-CSRF-Token": (True, "The session's csrf_token (from GET /api/checkout/{token})")},
+)
 async def submit(request: web.Request) -> web.Response:
     await limits.check_submit(request, request.match_info["token"])
-    await _check_csrf(request)
+    opened = await _check_csrf(request)
     body = await parse_body(request, CheckoutSubmit)
     result = await service.submit(
         request.app[APP_POOL], request.app[EXTRAS]["processors"], request.match_info["token"], body
     )
+    # ``display``: the summary formatted for the page (an addition to API.md's shape)
+    result = {**result, "display": _display_of(request, opened, result["summary"])}
     return web.json_response(result, headers={"Cache-Control": "no-store"})
 
 
+class SummaryRequest(BaseModel):
+    """The submission's shape with the contact optional: the page sends its current
+    choices; only the items and the discount code are priced (contact and addresses are
+    checked for shape only, and required at submission)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[ItemChoice] = Field(default_factory=list, max_length=100)
+    contact: ContactIn | None = None
+    billing_address: AddressIn | None = None
+    shipping_address: AddressIn | None = None
+    discount_code: str | None = Field(default=None, max_length=100)
+
+
+@routes.post("/api/checkout/{token}/summary")
+@operation(
+    "Price the buyer's current choices",
+    body=SummaryRequest,
+    example={"items": [], "discount_code": "SPRING25"},
+    response=PricedOut,
+    errors=(403, 410, 429),
+    headers={"X-CSRF-Token": (True, "The session's csrf_token (from GET /api/checkout/{token})")},
+)
+async def summary(request: web.Request) -> web.Response:
+    """The summary of the buyer's current choices, priced on the server with no processor
+    call; the page shows it live. Limited and CSRF-checked like a submission."""
+    await limits.check_pricing(request, request.match_info["token"])
+    opened = await _check_csrf(request)
+    body = await parse_body(request, SummaryRequest)
+    priced = await service.preview_summary(request.app[APP_POOL], opened, body.items, body.discount_code)
+    return web.json_response(
+        {"summary": priced, "display": _display_of(request, opened, priced)}, headers={"Cache-Control": "no-store"}
+    )
+
+
 @routes.post("/api/checkout/{token}/complete")
+@operation(
+    "Complete the payment once the processor confirmed the payment method",
+    response=CompleteOut,
+    responses={402: CompleteNotPaid},
+    errors=(403, 409, 410, 429),
+    headers={"X-CSRF-Token": (True, "The session's csrf_token (from GET /api/checkout/{token})")},
+)
 async def complete(request: web.Request) -> web.Response:
     await limits.check_submit(request, request.match_info["token"])
     await _check_csrf(request)
@@ -243,6 +492,7 @@ async def complete(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/payment_links/{link_id}/preview")
+@operation("Preview a payment link's checkout page", scope="links:read", response=Html())
 async def preview(request: web.Request) -> web.Response:
     """The buyer's page rendered from the link, without creating a session (PRODUCT §3.3)."""
     from shared.web.auth import require
@@ -263,8 +513,9 @@ async def preview(request: web.Request) -> web.Response:
         "status": "open", "summary": None,
     }  # fmt: skip
     opened = service.Opened(account, session)
+    locale = account.settings.language
     return _page(
         request, "checkout.html", account=account, session=session, token="",
-        summary=service.initial_summary(opened), processor={"publishable_key": "", "script_url": ""},
-        locale=account.settings.language, preview=True,
+        processor={"publishable_key": "", "script_url": ""}, locale=locale, preview=True,
+        **page_context(request, opened, locale),
     )  # fmt: skip

@@ -133,3 +133,47 @@ async def record_operation(conn: asyncpg.Connection, op_id: str, status: str, re
         status,
         result,
     )
+
+
+async def link_is_payable(conn: asyncpg.Connection, account_id: str, link_id: str) -> bool:
+    """The link still takes payments: not deleted, not turned off."""
+    return await link_state(conn, account_id, link_id) is not None
+
+
+async def link_state(conn: asyncpg.Connection, account_id: str, link_id: str, *, lock: bool = False) -> dict | None:
+    """``{"one_off": bool}`` for a link that still takes payments, else None. ``lock``:
+    keep its row locked for the rest of the transaction."""
+    row = await conn.fetchrow(
+        f"""SELECT coalesce((settings->>'deactivate_after_payment')::boolean, false) AS one_off
+            FROM {S}.payment_links WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL AND active"""
+        + (" FOR UPDATE" if lock else ""),
+        account_id,
+        link_id,
+    )
+    return None if row is None else {"one_off": row["one_off"]}
+
+
+async def another_charge_in_flight(
+    conn: asyncpg.Connection, account_id: str, link_id: str, session_id: str, now: datetime
+) -> bool:
+    """Another open, unexpired session of the link has a charge the processor may still
+    accept (not declined, not failed)."""
+    return bool(
+        await conn.fetchval(
+            f"""SELECT EXISTS (
+                    SELECT 1 FROM {S}.checkout_sessions s
+                    JOIN {S}.processor_operations o
+                      ON o.account_id = s.account_id AND o.subject_id = s.id AND o.kind = 'charge'
+                    WHERE s.account_id = $1 AND s.source_type = 'payment_link' AND s.source_id = $2
+                      AND s.id <> $3 AND s.status = 'open' AND s.expires_at > $4
+                      AND o.status IN ('pending', 'requires_action', 'unknown'))""",
+            account_id,
+            link_id,
+            session_id,
+            now,
+        )
+    )
+
+
+async def operation_exists(conn: asyncpg.Connection, op_id: str) -> bool:
+    return bool(await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {S}.processor_operations WHERE id = $1)", op_id))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from shared.accounts import valid_email
 
@@ -15,7 +15,7 @@ class ItemChoice(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     line_item_id: str = Field(max_length=100)
-    selected: bool = True
+    selected: StrictBool = True
     #: strict: JSON integers only (not 2.0, "2" or true)
     quantity: int | None = Field(default=None, ge=1, le=10_000, strict=True)
     amount: int | None = Field(default=None, ge=1, strict=True)
@@ -67,3 +67,78 @@ class CheckoutSubmit(BaseModel):
     billing_address: AddressIn | None = None
     shipping_address: AddressIn | None = None
     discount_code: str | None = Field(default=None, max_length=100)
+
+
+# -- response shapes (the OpenAPI document). Open (more fields may follow): the page reads them.
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class SummaryOut(_Open):
+    """The priced choices (``shared.pricing.Summary.as_api``)."""
+
+    currency: str
+    lines: list[dict[str, Any]]
+    subtotal_due_now: int
+    discounts_due_now: list[dict[str, Any]]
+    tax_due_now: int
+    total_due_now: int
+    future_payments: list[dict[str, Any]]
+    subscriptions: list[dict[str, Any]]
+    total: int | None
+
+
+class BuyerProcessorOut(_Open):
+    type: str
+    publishable_key: str | None
+    api_base: str | None = None
+
+
+class CheckoutSessionOut(_Open):
+    object: Literal["checkout_session"]
+    status: Literal["open", "complete", "expired"]
+    currency: str
+    merchant: dict[str, Any]
+    #: Each with the buyer's controls and bounds (adjustable_quantity, custom_amount).
+    line_items: list[dict[str, Any]]
+    summary: dict[str, Any]
+    contact_fields: list[dict[str, Any]]
+    payment_methods: list[str]
+    collect_billing_address: bool
+    collect_shipping_address: bool
+    allow_discount_codes: bool
+    processor: BuyerProcessorOut
+    expires_at: str
+    payment_id: str | None
+    #: Sent back in ``X-CSRF-Token`` by the submission endpoints (null once not open).
+    csrf_token: str | None
+
+
+class PaymentStart(_Open):
+    client_secret: str
+    intent_id: str
+    intent_type: Literal["setup_intent"]
+
+
+class SubmitOut(_Open):
+    summary: SummaryOut
+    payment: PaymentStart
+
+
+class PricedOut(_Open):
+    summary: SummaryOut
+
+
+class CompleteOut(_Open):
+    status: Literal["complete"]
+    payment_id: str
+    redirect_url: str | None = None
+
+
+class CompleteNotPaid(_Open):
+    """402: ``requires_action`` (3-D Secure: confirm ``client_secret`` on the page, then
+    complete again) or ``declined`` (``message``; the buyer may try another card)."""
+
+    status: Literal["requires_action", "declined"]
+    client_secret: str | None = None
+    message: str | None = None

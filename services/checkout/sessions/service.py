@@ -252,6 +252,19 @@ async def discount_code_for(conn: asyncpg.Connection, opened: Opened, code: str 
     }
 
 
+async def preview_summary(pool: asyncpg.Pool, opened: Opened, items: list, discount_code: str | None) -> dict:
+    """The summary of the buyer's current choices, for the page to show while the buyer
+    changes them (PRODUCT §4.1: every number from the server). The same pricing path as
+    ``submit`` — same validation, same field errors — but nothing is saved and the
+    processor is not called; a discount code is looked up, not reserved."""
+    ensure_open(opened)
+    code = None
+    if discount_code and discount_code.strip():
+        async with tenant_tx(pool, opened.account.id) as conn:
+            code = await discount_code_for(conn, opened, discount_code)
+    return price_choices(opened, items, code)[1].as_api()
+
+
 # -- submitting the page ---------------------------------------------------------------------
 def _customer_name(contact: dict) -> str | None:
     if contact.get("company"):
@@ -266,6 +279,10 @@ async def submit(pool: asyncpg.Pool, processors: ProcessorRegistry, token: str, 
     account, session = opened.account, opened.session
     contact = check_contact_and_addresses(session, body)
     async with tenant_tx(pool, account.id) as conn:
+        if session["source_type"] == "payment_link" and not await repo.link_is_payable(
+            conn, account.id, session["source_id"]
+        ):
+            raise SessionClosed(LINK_OFF)
         code = await discount_code_for(conn, opened, body.discount_code)
     selection, summary = price_choices(opened, body.items, code)
     async with tenant_tx(pool, account.id) as conn:
@@ -345,6 +362,8 @@ async def complete(pool: asyncpg.Pool, processors: ProcessorRegistry, token: str
             raise Conflict("The payment processor has not confirmed the payment method yet.")
         amount = session["summary"]["total_due_now"]
         async with tenant_tx(pool, account.id) as conn:
+            if not await repo.operation_exists(conn, op_id):  # a new charge, not a retry of one
+                await _ensure_link_takes_this_payment(conn, account, session)
             op = await repo.claim_operation(
                 conn,
                 op_id=op_id,
@@ -398,6 +417,28 @@ async def complete(pool: asyncpg.Pool, processors: ProcessorRegistry, token: str
         "declined",
         message=outcome.message or "The payment was declined. Please try another card.",
     )
+
+
+LINK_OFF = "This payment link is no longer active; the merchant has turned it off."
+
+
+async def _ensure_link_takes_this_payment(conn: asyncpg.Connection, account: Account, session: asyncpg.Record) -> None:
+    """Before a new charge: the session's link must still be on (a session opened before
+    the merchant turned it off, deleted it, or before a one-off link's first payment,
+    takes no payment: 410). A one-off link (``deactivate_after_payment``) is locked and
+    charged for one session at a time, so two buyers with the page open cannot both pay
+    it; the second is asked to wait (409) while the first charge may still succeed."""
+    if session["source_type"] != "payment_link":
+        return
+    state = await repo.link_state(conn, account.id, session["source_id"])
+    if state is not None and state["one_off"]:  # again, holding its row until commit
+        state = await repo.link_state(conn, account.id, session["source_id"], lock=True)
+    if state is None:
+        raise SessionClosed(LINK_OFF)
+    if state["one_off"] and await repo.another_charge_in_flight(
+        conn, account.id, session["source_id"], session["id"], account.clock.now()
+    ):
+        raise Conflict("Another buyer is paying this one-off link right now; try again in a minute.")
 
 
 async def _reserve_discount_code(conn: asyncpg.Connection, account: Account, session: asyncpg.Record) -> None:

@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from shared.web.keys import APP_POOL, EXTRAS, SETTINGS
+from shared.web.openapi import operation
 from shared.web.problem import PayloadTooLarge
 
+from .schemas import WebhookReceived
 from .service import WebhookReceiver
 
 routes = web.RouteTableDef()
@@ -45,6 +47,14 @@ async def read_limited(request: web.Request, limit: int = MAX_WEBHOOK_BYTES) -> 
 
 
 @routes.post("/webhooks/stripe/{account_id}")
+@operation(
+    "Receive a processor (Stripe) webhook",
+    body={"type": "object", "description": "A Stripe event: id, type, data.object"},
+    response=WebhookReceived,
+    errors=(400, 413),
+    headers={"Stripe-Signature": (True, "Stripe's signature of the body, checked with the account's webhook secret")},
+    description="The body is a Stripe event object, read as bytes (at most 256 KiB) and verified by its signature.",
+)
 async def stripe_webhook(request: web.Request) -> web.Response:
     payload = await read_limited(request)
     received = await request.app[EXTRAS][RECEIVER].receive(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 #: Event types checkout acts on: anything about a PaymentIntent or its charge (refunds are
 #: charges too). Others are stored (answered 2xx, de-duplicated) and marked ignored.
@@ -82,3 +84,14 @@ def intent_of(payload: dict) -> str | None:
         return obj.get("id")
     pi = obj.get("payment_intent")
     return pi.get("id") if isinstance(pi, dict) else pi
+
+
+class WebhookReceived(BaseModel):
+    """The answer to a processor webhook once the event is stored (the OpenAPI document)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    received: Literal[True]
+    #: The event was received before (answered 200 all the same, so the processor stops).
+    duplicate: bool
+    event_id: str

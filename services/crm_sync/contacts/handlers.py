@@ -12,6 +12,7 @@ from shared.ids import new_id
 from shared.inbox import HandlerContext, HandlerRegistry
 from shared.outbox import publish_event
 from shared.web.auth import require
+from shared.web.openapi import ListOf, operation
 from shared.web.pagination import list_page
 from shared.web.problem import NotFound
 from shared.web.request import parse_body, parse_query
@@ -19,11 +20,11 @@ from shared.web.tx import request_tx
 
 from ..crm import records
 from ..crm.purchases import apply_purchase
-from ..crm.schemas import associations_out
+from ..crm.schemas import AssociationsOut, associations_out
 from ..crm.service import account_now
 from . import repository as repo
 from . import service
-from .schemas import ContactCreate, ContactList, ContactUpdate, contact_out
+from .schemas import ContactCreate, ContactList, ContactOut, ContactUpdate, contact_out
 
 registry = HandlerRegistry("crm_sync")
 routes = web.RouteTableDef()
@@ -64,6 +65,15 @@ async def on_purchase_completed(
 
 
 @routes.post("/v1/contacts")
+@operation(
+    "Create a contact",
+    scope="crm:write",
+    body=ContactCreate,
+    example={"email": "ada@example.com", "firstname": "Ada", "lastname": "Lovelace"},
+    status=201,
+    response=ContactOut,
+    errors=(409,),
+)
 async def create_contact(request: web.Request) -> web.Response:
     ctx = require(request, "crm:write")
     body = await parse_body(request, ContactCreate)
@@ -74,6 +84,7 @@ async def create_contact(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/contacts")
+@operation("List contacts", scope="crm:read", query=ContactList, response=ListOf(ContactOut))
 async def list_contacts(request: web.Request) -> web.Response:
     ctx = require(request, "crm:read")
     q = parse_query(request, ContactList)
@@ -85,6 +96,7 @@ async def list_contacts(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/contacts/{contact_id}")
+@operation("Get a contact", scope="crm:read", response=ContactOut)
 async def get_contact(request: web.Request) -> web.Response:
     ctx = require(request, "crm:read")
     async with request_tx(request) as conn:
@@ -95,6 +107,14 @@ async def get_contact(request: web.Request) -> web.Response:
 
 
 @routes.patch("/v1/contacts/{contact_id}")
+@operation(
+    "Change a contact",
+    scope="crm:write",
+    body=ContactUpdate,
+    example={"jobtitle": "Analyst", "city": "London"},
+    response=ContactOut,
+    errors=(409,),
+)
 async def update_contact(request: web.Request) -> web.Response:
     ctx = require(request, "crm:write")
     body = await parse_body(request, ContactUpdate)
@@ -105,6 +125,7 @@ async def update_contact(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/contacts/{contact_id}/associations")
+@operation("List a contact's associated records", scope="crm:read", response=AssociationsOut)
 async def contact_associations(request: web.Request) -> web.Response:
     """Payments, subscriptions, deals, quotes, payment links — and companies."""
     ctx = require(request, "crm:read")

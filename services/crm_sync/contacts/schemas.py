@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -70,3 +71,26 @@ def contact_out(row: Any) -> dict[str, Any]:
     out["created_at"] = rfc3339(row["created_at"])
     out["updated_at"] = rfc3339(row["updated_at"])
     return out
+
+
+# -- response shape (the OpenAPI document; `contact_out` builds it) -----------------------------
+class ContactOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    object: Literal["contact"]
+    email: str
+    firstname: str | None
+    lastname: str | None
+    phone: str | None
+    company: str | None
+    jobtitle: str | None
+    website: str | None
+    address: str | None
+    city: str | None
+    state: str | None
+    zip: str | None
+    country: str | None
+    company_id: str | None
+    created_at: datetime
+    updated_at: datetime

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from shared.web.auth import require
+from shared.web.openapi import ListOf, operation
 from shared.web.pagination import list_page
 from shared.web.problem import NotFound
 from shared.web.request import parse_body, parse_query
@@ -14,14 +15,18 @@ from ..contacts import repository as contacts_repo
 from . import repository as repo
 from . import service
 from .schemas import (
+    AssociationsOut,
     CompanyCreate,
     CompanyList,
+    CompanyOut,
     CompanyUpdate,
     DealCreate,
     DealList,
+    DealOut,
     DealUpdate,
     PipelineCreate,
     PipelineList,
+    PipelineOut,
     associations_out,
     company_out,
     deal_out,
@@ -33,6 +38,15 @@ routes = web.RouteTableDef()
 
 # -- pipelines ----------------------------------------------------------------------------------
 @routes.post("/v1/pipelines")
+@operation(
+    "Create a pipeline",
+    scope="crm:write",
+    body=PipelineCreate,
+    example={"name": "Wholesale", "stages": [{"name": "New"}, {"name": "Won", "kind": "closed_won"}]},
+    status=201,
+    response=PipelineOut,
+    errors=(409,),
+)
 async def create_pipeline(request: web.Request) -> web.Response:
     ctx = require(request, "crm:write")
     body = await parse_body(request, PipelineCreate)
@@ -43,6 +57,7 @@ async def create_pipeline(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/pipelines")
+@operation("List pipelines", scope="crm:read", query=PipelineList, response=ListOf(PipelineOut))
 async def list_pipelines(request: web.Request) -> web.Response:
     ctx = require(request, "crm:read")
     q = parse_query(request, PipelineList)
@@ -53,6 +68,7 @@ async def list_pipelines(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/pipelines/{pipeline_id}")
+@operation("Get a pipeline", scope="crm:read", response=PipelineOut)
 async def get_pipeline(request: web.Request) -> web.Response:
     ctx = require(request, "crm:read")
     async with request_tx(request) as conn:
@@ -64,6 +80,15 @@ async def get_pipeline(request: web.Request) -> web.Response:
 
 # -- companies ----------------------------------------------------------------------------------
 @routes.post("/v1/companies")
+@operation(
+    "Create a company",
+    scope="crm:write",
+    body=CompanyCreate,
+    example={"name": "Analytical Engines Ltd", "domain": "engines.example.com"},
+    status=201,
+    response=CompanyOut,
+    errors=(409,),
+)
 async def create_company(request: web.Request) -> web.Response:
     ctx = require(request, "crm:write")
     body = await parse_body(request, CompanyCreate)
@@ -74,6 +99,7 @@ async def create_company(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/companies")
+@operation("List companies", scope="crm:read", query=CompanyList, response=ListOf(CompanyOut))
 async def list_companies(request: web.Request) -> web.Response:
     ctx = require(request, "crm:read")
     q = parse_query(request, CompanyList)
@@ -90,6 +116,7 @@ async def list_companies(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/companies/{company_id}")
+@operation("Get a company", scope="crm:read", response=CompanyOut)
 async def get_company(request: web.Request) -> web.Response:
     ctx = require(request, "crm:read")
     async with request_tx(request) as conn:
@@ -100,6 +127,14 @@ async def get_company(request: web.Request) -> web.Response:
 
 
 @routes.patch("/v1/companies/{company_id}")
+@operation(
+    "Change a company",
+    scope="crm:write",
+    body=CompanyUpdate,
+    example={"industry": "Computing", "city": "London"},
+    response=CompanyOut,
+    errors=(409,),
+)
 async def update_company(request: web.Request) -> web.Response:
     ctx = require(request, "crm:write")
     body = await parse_body(request, CompanyUpdate)
@@ -110,6 +145,7 @@ async def update_company(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/companies/{company_id}/associations")
+@operation("List a company's associated records", scope="crm:read", response=AssociationsOut)
 async def company_associations(request: web.Request) -> web.Response:
     ctx = require(request, "crm:read")
     async with request_tx(request) as conn:
@@ -122,6 +158,15 @@ async def company_associations(request: web.Request) -> web.Response:
 
 # -- deals ---------------------------------------------------------------------------------------
 @routes.post("/v1/deals")
+@operation(
+    "Create a deal",
+    scope="crm:write",
+    body=DealCreate,
+    example={"name": "Annual supply", "amount": 120000, "currency": "USD"},
+    status=201,
+    response=DealOut,
+    errors=(409,),
+)
 async def create_deal(request: web.Request) -> web.Response:
     ctx = require(request, "crm:write")
     body = await parse_body(request, DealCreate)
@@ -132,6 +177,7 @@ async def create_deal(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/deals")
+@operation("List deals", scope="crm:read", query=DealList, response=ListOf(DealOut))
 async def list_deals(request: web.Request) -> web.Response:
     ctx = require(request, "crm:read")
     q = parse_query(request, DealList)
@@ -150,6 +196,7 @@ async def list_deals(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/deals/{deal_id}")
+@operation("Get a deal", scope="crm:read", response=DealOut)
 async def get_deal(request: web.Request) -> web.Response:
     ctx = require(request, "crm:read")
     async with request_tx(request) as conn:
@@ -160,6 +207,14 @@ async def get_deal(request: web.Request) -> web.Response:
 
 
 @routes.patch("/v1/deals/{deal_id}")
+@operation(
+    "Change a deal",
+    scope="crm:write",
+    body=DealUpdate,
+    example={"amount": 150000},
+    response=DealOut,
+    errors=(409,),
+)
 async def update_deal(request: web.Request) -> web.Response:
     ctx = require(request, "crm:write")
     body = await parse_body(request, DealUpdate)
@@ -170,6 +225,7 @@ async def update_deal(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/deals/{deal_id}/associations")
+@operation("List a deal's associated records", scope="crm:read", response=AssociationsOut)
 async def deal_associations(request: web.Request) -> web.Response:
     ctx = require(request, "crm:read")
     async with request_tx(request) as conn:

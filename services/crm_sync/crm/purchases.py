@@ -9,7 +9,9 @@ the same transaction (the inbox makes it run once per event):
    associated with it. The payment is associated with the company: that one, else the
    contact's own company.
 2. **Simplified link** (§3.4): the contact, company or deal the link was made from is
-   associated with the link; the payment stays with the contact whose e-mail paid (§9).
+   associated with the link (already at the link's creation, ``link_events.py``; again
+   here for links made before that, a no-op otherwise); the payment stays with the
+   contact whose e-mail paid (§9).
 3. **Deal rule** (§3.2), from ``event.deal_rule``:
    - off (``create_deal`` null): the payment, the contact and the company are
      associated with the link's deal (``deal_id``) if it has one that exists;

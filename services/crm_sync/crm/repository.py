@@ -66,6 +66,17 @@ async def existing_ids(conn: asyncpg.Connection, account_id: str, kind: str, ids
     return {r["id"] for r in rows}
 
 
+async def lock_existing(conn: asyncpg.Connection, account_id: str, kind: str, record_id: str) -> bool:
+    """Whether the record exists, holding a key-share lock on it until the transaction
+    ends (a concurrent delete waits, so it sees what this transaction associated)."""
+    found = await conn.fetchval(
+        f"SELECT true FROM {S}.{_TABLES[kind]} WHERE account_id = $1 AND id = $2 FOR KEY SHARE",
+        account_id,
+        record_id,
+    )
+    return bool(found)
+
+
 # -- companies ----------------------------------------------------------------------------------
 async def insert_company(
     conn: asyncpg.Connection, account_id: str, company_id: str, values: dict, now: datetime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -224,3 +225,74 @@ def associations_out(owner_type: str, owner_id: str, rows: list[Any]) -> dict[st
         group = ASSOCIATION_GROUPS.get(row["related_type"], row["related_type"])
         groups.setdefault(group, []).append(row["related_id"])
     return {"object": "associations", f"{owner_type}_id": owner_id, **groups}
+
+
+# -- response shapes (the OpenAPI document; the ``*_out`` functions above build them) ----------
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StageOut(_Out):
+    id: str
+    name: str
+    kind: StageKind
+    display_order: int
+
+
+class PipelineOut(_Out):
+    id: str
+    object: Literal["pipeline"]
+    name: str
+    default: bool
+    stages: list[StageOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class CompanyOut(_Out):
+    id: str
+    object: Literal["company"]
+    name: str
+    domain: str | None
+    phone: str | None
+    website: str | None
+    industry: str | None
+    address: str | None
+    city: str | None
+    state: str | None
+    zip: str | None
+    country: str | None
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DealOut(_Out):
+    id: str
+    object: Literal["deal"]
+    name: str
+    amount: int | None
+    currency: str | None
+    pipeline: str
+    stage: str
+    stage_kind: StageKind
+    contact_ids: list[str]
+    company_id: str | None
+    created_by_link_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AssociationsOut(BaseModel):
+    """The record's id as ``<type>_id`` and one sorted list of ids per kind of related
+    record (``contacts``, ``companies``, ``deals``, ``payments``, ``subscriptions``,
+    ``quotes``, ``payment_links``; the record's own kind left out)."""
+
+    model_config = ConfigDict(
+        extra="allow", json_schema_extra={"additionalProperties": {"type": "array", "items": {"type": "string"}}}
+    )
+
+    object: Literal["associations"]
+    contact_id: str | None = None
+    company_id: str | None = None
+    deal_id: str | None = None

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
 from aiohttp import web
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.clock import rfc3339
 from shared.events import EventEnvelope
 from shared.events.models import PaymentFailedV1, PaymentSucceededV1, PurchaseCompletedV1
 from shared.inbox import HandlerContext, HandlerRegistry
 from shared.web.auth import require
+from shared.web.openapi import ListOf, operation
 from shared.web.pagination import ListQuery, list_page
 from shared.web.request import parse_query
 from shared.web.tx import request_tx
@@ -57,6 +59,28 @@ class EmailList(ListQuery):
     status: Literal["held", "queued", "sending", "sent", "failed", "bounced", "dropped"] | None = None
 
 
+class EmailOut(BaseModel):
+    """What `email_out` answers (the OpenAPI document)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    object: Literal["email"]
+    kind: str
+    to: str
+    subject: str
+    status: Literal["held", "queued", "sending", "sent", "failed", "bounced", "dropped"]
+    locale: str
+    message_id: str
+    attempts: int
+    last_error: str | None
+    #: The ids of the records the message is about (payment_id, …).
+    related: dict[str, Any]
+    payment_id: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
 def email_out(row: Any) -> dict[str, Any]:
     related = row["related"] or {}
     return {
@@ -78,6 +102,7 @@ def email_out(row: Any) -> dict[str, Any]:
 
 
 @routes.get("/v1/emails")
+@operation("List sent and queued e-mails", scope="emails:read", query=EmailList, response=ListOf(EmailOut))
 async def list_emails(request: web.Request) -> web.Response:
     ctx = require(request, "emails:read")
     q = parse_query(request, EmailList)
