@@ -275,6 +275,9 @@ def price(
         if item.recurring is not None:
             # A start date that has passed bills from checkout: no payment date lies in the past.
             start = max(delayed_start(today, item.recurring.start), today)
+            end = item.recurring.end_date
+            if end is not None and start > end:  # (the link outlived its offer)
+                raise PricingError("line_items", f"{item.name} was sold until {end.isoformat()}, which has passed")
             starts[item.line_item_id] = start
             key = _group_key(item, start)
             group = group_of.setdefault(key, f"group_{len(group_of) + 1}")

@@ -950,3 +950,23 @@ async def test_currency_refusals_name_the_currency_and_the_reason(shop, currency
 )
 async def test_switches_are_json_booleans(shop, change, field):
     await refused(shop, {**link_body({"name": "Kit", "unit_amount": 4000}), **change}, field)
+
+
+async def test_a_link_whose_only_offer_has_ended_opens_a_410_page(session, stack, buyer):
+    """An end date that passes after the link was made: the page says the offer has ended
+    (410) instead of charging a payment beyond the end date."""
+    created = stack.create_account(f"Ended offer shop {uuid.uuid4().hex[:6]}", "USD", True)
+    api = CheckedApi(session, stack.config.base_url, created["api_key"])
+    assert (await api.post("/v1/test_clock/advance", {"to": NOW})).status == 200
+    link = await create(
+        api,
+        link_body(
+            {"name": "Winter box", "unit_amount": 1000, "recurring": {"interval": "monthly", "end_date": "2031-02-10"}}
+        ),
+    )
+    assert (await summary_of(buyer, link))["total"] == 1000  # one payment, at checkout
+    assert (await api.post("/v1/test_clock/advance", {"to": "2031-02-11T12:00:00Z"})).status == 200
+    async with session.get(link["url"]) as page:  # (follows the 303 to the page)
+        text = await page.text()
+        assert page.status == 410, (page.status, text[:500])
+    assert "Winter box was sold until 2031-02-10" in text

@@ -173,6 +173,17 @@ def test_an_end_date_makes_a_renewing_group_finite():
     assert s.total == 1200
 
 
+def test_an_item_whose_end_date_has_passed_by_checkout_is_refused():
+    ended = Item("w", "Weekly box", 1, 300, recurring=Recurring("weekly", end_date=date(2027, 1, 30)))
+    with pytest.raises(PricingError) as refused:
+        price([ended], "USD", checkout_day=JAN31)
+    assert refused.value.field == "line_items" and "Weekly box was sold until 2027-01-30" in refused.value.message
+    # the last day itself is still sold (one payment, at checkout)
+    last_day = Item("w", "Weekly box", 1, 300, recurring=Recurring("weekly", end_date=JAN31))
+    s = price([last_day], "USD", checkout_day=JAN31)
+    assert s.total_due_now == 300 and s.future_payments == () and s.total == 300
+
+
 def test_deselected_optional_items_are_not_priced():
     s = price([Item("a", "A", 1, 1000), Item("b", "B", 1, 500, selected=False)], "USD")
     assert [line.line_item_id for line in s.lines] == ["a"] and s.total_due_now == 1000

@@ -24,7 +24,7 @@ from shared.money import exponent
 from shared.processor.registry import config_for
 from shared.web.keys import APP_POOL, EXTRAS, SETTINGS
 from shared.web.openapi import Html, Redirect, operation
-from shared.web.problem import Forbidden, Problem
+from shared.web.problem import Forbidden, Gone, Problem, ValidationProblem
 from shared.web.request import parse_body
 
 from . import limits, service
@@ -339,6 +339,11 @@ async def checkout_page(request: web.Request) -> web.Response:
     account, session = opened.account, opened.session
     processor = _processor_view(request, account, session["test_mode"])
     locale = account.settings.language
+    try:
+        context = page_context(request, opened, locale)
+    except ValidationProblem as problem:  # nothing on the link can be bought any more (an end date passed)
+        reason = "; ".join(e["message"] for e in problem.errors or [])
+        return _message_page(request, Gone(f"This can no longer be bought: {reason}."))
     return _page(
         request,
         "checkout.html",
@@ -348,7 +353,7 @@ async def checkout_page(request: web.Request) -> web.Response:
         token=token,
         processor=processor,
         locale=locale,
-        **page_context(request, opened, locale),
+        **context,
     )
 
 
