@@ -80,6 +80,27 @@ async def test_a_paid_session_cannot_be_paid_again(api, buyer, link):
     assert len(payments.body["data"]) == 1
 
 
+async def test_an_expired_session_is_a_410_page_and_takes_no_payment(api, buyer, link):
+    from datetime import datetime, timedelta
+
+    await buyer.open(link["url"])
+    submitted = await buyer.submit({"email": "late@example.com"})
+    assert submitted.status == 200, submitted.body
+    assert (await buyer.confirm_card(submitted.body["payment"]["client_secret"]))["http_status"] == 200
+    now = datetime.fromisoformat((await api.get("/v1/test_clock")).body["now"].replace("Z", "+00:00"))
+    later = (now + timedelta(hours=24, minutes=5)).isoformat()  # sessions live 24 h by default
+    assert (await api.post("/v1/test_clock/advance", {"to": later})).status == 200
+    page = await buyer.api.get(f"/checkout/{buyer.token}")
+    assert page.status == 410 and page.headers["Content-Type"].startswith("text/html")
+    assert "expired" in page.body
+    for attempt in (buyer.complete(), buyer.submit({"email": "late@example.com"})):
+        refused = await attempt
+        assert refused.status == 410, refused.body
+        assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert (await buyer.view()).body["status"] == "expired"
+    assert (await api.get("/v1/payments")).body["data"] == []
+
+
 async def test_each_visit_of_the_link_opens_a_new_session(buyer, link):
     first = await buyer.open(link["url"])
     second = await buyer.open(link["url"])

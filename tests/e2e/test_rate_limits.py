@@ -19,6 +19,8 @@ import pytest
 
 from devtools.stack import Ports, Stack, StackConfig
 from tests.support.client import Api
+from tests.support.processor import CheckoutTables, fake_event, sign
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -175,23 +177,30 @@ async def test_card_testing_flood_on_one_link_spares_other_accounts_and_webhooks
                 page = await buyer.page(headers["Location"]) if status == 303 else status
                 results["other"].append((status, page, seconds))
 
+    attacked_account = shops["attacked"]["account_id"]
+    async with aiohttp.ClientSession() as http:
+        settings = await Api(http, stack.config.base_url, shops["attacked"]["api_key"]).get("/v1/account/processor")
+    secret = settings.body["webhook_secret"]
+    webhook_url = f"{processor.base}/webhooks/stripe/{attacked_account}"
+
     async def webhooks() -> None:
+        """The attacked account's processor keeps posting signed events during the flood."""
         await flooding.wait()
-        for i in range(30):  # unsigned: the endpoint refuses them (4xx), but never with a 429
-            status, _, _ = await processor.post(
-                f"/webhooks/stripe/{shops['attacked']['account_id']}",
-                {"id": f"evt_r11_{i}", "type": "payment_intent.succeeded"},
-                headers={"Stripe-Signature": "t=1,v1=00"},
-            )
-            results["webhooks"].append(status)
+        for _ in range(30):
+            body = fake_event(attacked_account)
+            headers = {"Stripe-Signature": sign(body, secret), "Content-Type": "application/json"}
+            async with processor.session.post(webhook_url, data=body, headers=headers) as r:
+                await r.read()
+                results["webhooks"].append(r.status)
 
     began = time.monotonic()
     try:
         await asyncio.gather(flood_from_one_ip(), flood_from_many_ips(), other_account_buyers(), webhooks())
         elapsed = time.monotonic() - began
-        # the attacker's own address may still reach the webhook endpoint (never limited)
-        status, _, _ = await attacker.post(f"/webhooks/stripe/{shops['attacked']['account_id']}", {"id": "evt_x"})
-        results["webhooks"].append(status)
+        # the attacker's own address may still reach the webhook endpoint (never limited, but
+        # unsigned: refused by its signature, 400)
+        status, _, _ = await attacker.post(f"/webhooks/stripe/{attacked_account}", {"id": "evt_x"})
+        assert status == 400
     finally:
         for client in (attacker, processor, *botnet, *buyers):
             await client.close()
@@ -230,7 +239,15 @@ async def test_card_testing_flood_on_one_link_spares_other_accounts_and_webhooks
     )
     assert len(other_ok) == len(results["other"]), results["other"]
     assert _p(latencies, 0.99) < 10_000  # generous: a shared, loaded machine
-    assert webhook_limited == 0
+    assert webhook_limited == 0 and results["webhooks"] == [200] * 30, results["webhooks"]
+    # ...and every signed event was stored and then processed by the worker
+    async with CheckoutTables(stack.env["CHECKOUT_DATABASE_OWNER_URL"]) as tables:
+        assert (await tables.counts(attacked_account))["processor_events"] == 30
+
+        async def all_processed() -> bool:
+            return await tables.unprocessed(attacked_account) == 0
+
+        await eventually(all_processed, timeout=60)
 
 
 @pytest.mark.timeout(300)

@@ -32,6 +32,7 @@ from tests.support.processor import (
     THREE_D_SECURE_CARD,
     CheckoutTables,
     TestProcessor,
+    fake_event,
     sign,
     signature,
 )
@@ -62,33 +63,6 @@ async def webhook_secret(api: Api) -> str:
     r = await api.get("/v1/account/processor")
     assert r.status == 200 and r.body["webhook_secret"], r.body
     return r.body["webhook_secret"]
-
-
-def fake_event(account_id: str, event_type: str = "payment_intent.succeeded", size: int = 1024) -> bytes:
-    """A Stripe-shaped event of about ``size`` bytes about an intent nobody knows."""
-    intent = "pi_" + secrets.token_hex(8)
-    event = {
-        "id": "evt_" + secrets.token_hex(12),
-        "object": "event",
-        "api_version": "2017-08-15",
-        "created": int(time.time()),
-        "livemode": False,
-        "type": event_type,
-        "data": {
-            "object": {
-                "id": intent,
-                "object": "payment_intent",
-                "amount": 2500,
-                "currency": "eur",
-                "status": "succeeded",
-                "metadata": {"account_id": account_id},
-                "description": "",
-            }
-        },
-    }
-    body = json.dumps(event, indent=2, sort_keys=True)
-    event["data"]["object"]["description"] = "x" * max(0, size - len(body))
-    return json.dumps(event, indent=2, sort_keys=True).encode()
 
 
 async def post(http: aiohttp.ClientSession, url: str, body, headers: dict) -> tuple[int, dict | str, dict]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from typing import Any
 
@@ -32,6 +33,33 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None, scheme: str 
 
 def signature(payload: bytes, secret: str, timestamp: int) -> str:
     return hmac.new(secret.encode(), b"%d.%s" % (timestamp, payload), hashlib.sha256).hexdigest()
+
+
+def fake_event(account_id: str, event_type: str = "payment_intent.succeeded", size: int = 1024) -> bytes:
+    """A Stripe-shaped event of about ``size`` bytes about an intent nobody knows."""
+    intent = "pi_" + secrets.token_hex(8)
+    event = {
+        "id": "evt_" + secrets.token_hex(12),
+        "object": "event",
+        "api_version": "2017-08-15",
+        "created": int(time.time()),
+        "livemode": False,
+        "type": event_type,
+        "data": {
+            "object": {
+                "id": intent,
+                "object": "payment_intent",
+                "amount": 2500,
+                "currency": "eur",
+                "status": "succeeded",
+                "metadata": {"account_id": account_id},
+                "description": "",
+            }
+        },
+    }
+    body = json.dumps(event, indent=2, sort_keys=True)
+    event["data"]["object"]["description"] = "x" * max(0, size - len(body))
+    return json.dumps(event, indent=2, sort_keys=True).encode()
 
 
 class TestProcessor:
