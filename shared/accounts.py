@@ -45,12 +45,27 @@ def valid_email(value: str) -> str:
     return value
 
 
+#: Dunning limits, shared by the account settings (checkout) and billing's retry policy
+#: (services/billing/dunning/policy.py), so a schedule the account accepts is one billing runs.
+RETRY_METHOD_TYPES = ("card", "us_bank_account", "sepa_debit", "bacs_debit")
+MAX_RETRIES = 8
+MAX_RETRY_DAY = 60
+
+
+def _retry_days(value: list[int]) -> list[int]:
+    if len(value) > MAX_RETRIES:
+        raise ValueError(f"allows at most {MAX_RETRIES} retries")
+    if any(d < 1 or d > MAX_RETRY_DAY for d in value) or value != sorted(set(value)):
+        raise ValueError(f"must be strictly increasing day counts between 1 and {MAX_RETRY_DAY}")
+    return value
+
+
 class SubscriptionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reminders_enabled: StrictBool = False
     reminder_days: int = Field(default=14, ge=1, le=365)
-    retry_schedule_days: list[int] = Field(default_factory=lambda: [1, 3, 7, 14], max_length=20)
+    retry_schedule_days: list[int] = Field(default_factory=lambda: [1, 3, 7, 14])
     #: Optional per payment-method type schedules ("card", "sepa_debit", ...).
     retry_schedule_by_method: dict[str, list[int]] = Field(default_factory=dict)
     after_final_failure: Literal["canceled", "unpaid"] = "canceled"
@@ -58,8 +73,18 @@ class SubscriptionSettings(BaseModel):
     @field_validator("retry_schedule_days")
     @classmethod
     def _increasing(cls, value: list[int]) -> list[int]:
-        if any(d < 1 or d > 365 for d in value) or value != sorted(set(value)):
-            raise ValueError("must be strictly increasing day counts between 1 and 365")
+        return _retry_days(value)
+
+    @field_validator("retry_schedule_by_method")
+    @classmethod
+    def _by_method(cls, value: dict[str, list[int]]) -> dict[str, list[int]]:
+        for method, days in value.items():
+            if method not in RETRY_METHOD_TYPES:
+                raise ValueError(f"keys must be payment-method types: {', '.join(RETRY_METHOD_TYPES)}")
+            try:
+                _retry_days(days)
+            except ValueError as exc:
+                raise ValueError(f"{method}: {exc}") from None
         return value
 
 

@@ -150,6 +150,20 @@ async def test_patch_account_changes_are_reflected(api):
         ({"name": None}, "name"),
         ({"time_zone": None}, "time_zone"),
         ({"subscription_settings": {"retry_schedule_days": [7, 3]}}, "subscription_settings.retry_schedule_days"),
+        # billing's retry policy limits (at most 8 retries, the last within 60 days)
+        (
+            {"subscription_settings": {"retry_schedule_days": list(range(1, 10))}},
+            "subscription_settings.retry_schedule_days",
+        ),
+        ({"subscription_settings": {"retry_schedule_days": [1, 61]}}, "subscription_settings.retry_schedule_days"),
+        (
+            {"subscription_settings": {"retry_schedule_by_method": {"cheque": [1, 2]}}},
+            "subscription_settings.retry_schedule_by_method",
+        ),
+        (
+            {"subscription_settings": {"retry_schedule_by_method": {"sepa_debit": [3, 2]}}},
+            "subscription_settings.retry_schedule_by_method",
+        ),
         ({"subscription_settings": {"after_final_failure": "explode"}}, "subscription_settings.after_final_failure"),
         ({"notifications": {"no_such_kind": True}}, "notifications"),
         ({"id": "acct_other"}, "id"),

@@ -1,0 +1,1 @@
+"""Upcoming-payment reminders (PRODUCT §6.4)."""
