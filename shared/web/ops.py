@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Histogram, generate_latest
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
-from ..logging import bound, new_correlation_id
+from ..logging import new_correlation_id
 
 Check = Callable[[], Awaitable[object]]
 
@@ -75,8 +76,12 @@ def correlation_middleware():
             if 8 <= len(incoming) <= 64 and incoming.isascii() and incoming.replace("-", "").isalnum()
             else new_correlation_id()
         )
-        with bound(correlation_id=correlation_id):
+        # bind/reset directly (what ``bound`` does) without a generator context manager
+        tokens = bind_contextvars(correlation_id=correlation_id)
+        try:
             response = await handler(request)
+        finally:
+            reset_contextvars(**tokens)
         response.headers["X-Request-Id"] = correlation_id
         return response
 
@@ -84,6 +89,20 @@ def correlation_middleware():
 
 
 def metrics_middleware(service: str):
+    #: (method, route, status) -> the histogram's child: ``labels()`` takes a lock and
+    #: builds its key on every call. Bounded: routes are the app's (or "unmatched"),
+    #: methods and statuses few; cleared if it ever grows past that.
+    children: dict[tuple[str, str, int], Histogram] = {}
+
+    def child(method: str, name: str, status: int):
+        key = (method, name, status)
+        found = children.get(key)
+        if found is None:
+            if len(children) >= 10_000:
+                children.clear()
+            found = children[key] = HTTP_LATENCY.labels(service, method, name, str(status))
+        return found
+
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -98,7 +117,7 @@ def metrics_middleware(service: str):
         finally:
             route = request.match_info.route.resource
             name = route.canonical if route is not None else "unmatched"
-            HTTP_LATENCY.labels(service, request.method, name, str(status)).observe(time.perf_counter() - started)
+            child(request.method, name, status).observe(time.perf_counter() - started)
 
     return middleware
 

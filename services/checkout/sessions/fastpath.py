@@ -23,8 +23,11 @@ S = "checkout"
 OPEN_SQL = f"SELECT {S}.open_link_session($1, $2, $3, $4, $5, $6, $7)"
 #: The session's columns, then its account's version and clock offset (enough to tell
 #: whether the cached `Account` is current; the whole row is read only when it is not).
+#: ``content_md5`` fingerprints what the session's page is rendered from besides its token
+#: and CSRF token (the items and settings snapshot): the page cache's key (handlers.py).
 LOAD_SQL = (
-    f"SELECT s.*, a.version AS acct_version, a.clock_offset_us AS acct_clock_offset_us "
+    f"SELECT s.*, a.version AS acct_version, a.clock_offset_us AS acct_clock_offset_us, "
+    f"md5(s.line_items::text || coalesce(s.settings::text, '')) AS content_md5 "
     f"FROM {S}.load_session($1) s CROSS JOIN LATERAL {S}.tenant_account(s.account_id) a"
 )
 ACCOUNT_SQL = f"SELECT * FROM {S}.tenant_account($1)"
@@ -66,7 +69,7 @@ async def open_session(
 async def load_session(pool: asyncpg.Pool, token_hash: bytes) -> tuple[Account, asyncpg.Record] | None:
     """The account and the session of a token hash, or None (one round trip, two when
     the account changed since this process last parsed it). The session record also
-    carries ``acct_version`` and ``acct_clock_offset_us``."""
+    carries ``acct_version``, ``acct_clock_offset_us`` and ``content_md5``."""
     row = await pool.fetchrow(LOAD_SQL, token_hash)
     if row is None:
         return None

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import hmac
+import re
+import secrets
 from datetime import date, timedelta
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.accounts import load_account
@@ -27,6 +29,7 @@ from shared.web.openapi import Html, Redirect, operation
 from shared.web.problem import Forbidden, Gone, Problem, ValidationProblem
 from shared.web.request import parse_body
 
+from ..links import service as links_service
 from . import limits, service
 from .schemas import (
     AddressIn,
@@ -110,8 +113,13 @@ def _message_page(request: web.Request, problem: Problem) -> web.Response:
     )
 
 
+@functools.lru_cache(maxsize=4)
+def _ttl_of(hours: int) -> timedelta:
+    return timedelta(hours=hours)
+
+
 def _ttl(request: web.Request) -> timedelta:
-    return timedelta(hours=request.app[SETTINGS].session_ttl_hours)
+    return _ttl_of(request.app[SETTINGS].session_ttl_hours)
 
 
 # -- what the page shows of a session ----------------------------------------------------------
@@ -296,9 +304,19 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         if problem.status >= 500:
             raise
         return _message_page(request, problem)
-    raise web.HTTPSeeOther(
-        f"/checkout/{token}", headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    # what ``raise web.HTTPSeeOther(...)`` answers, built directly: an exception unwinding
+    # through every middleware, and the URL parsing of HTTPMove, cost more than the rest
+    return web.Response(
+        status=303, body=_SEE_OTHER_BODY, headers={**_SEE_OTHER_HEADERS, "Location": f"/checkout/{token}"}
     )
+
+
+_SEE_OTHER_BODY = b"303: See Other"
+_SEE_OTHER_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "Content-Type": "text/plain; charset=utf-8",
+}
 
 
 def _processor_view(request: web.Request, account, test_mode: bool = False) -> dict:
@@ -325,17 +343,56 @@ def _build_processor_view(request: web.Request, account, test_mode: bool) -> dic
     return view
 
 
-@routes.get("/checkout/{token}")
-@operation("The checkout page", response=Html(), errors=(410,), html_errors=True)
-async def checkout_page(request: web.Request) -> web.Response:
-    token = request.match_info["token"]
-    try:
-        opened = await service.load(request.app[APP_POOL], token)
-        service.ensure_open(opened)
-    except Problem as problem:
-        if problem.status >= 500:
-            raise
-        return _message_page(request, problem)
+# -- the checkout page, cached per "same page" -------------------------------------------------
+#: Two sessions opened from the same link render the same page but for their token and
+#: CSRF token: the page is rendered once per key below with placeholders in their place
+#: (they pass autoescaping unchanged), then served by joining the parts with each session's
+#: escaped values — byte for byte the page a fresh render would give
+#: (tests/e2e/test_checkout_page_cache.py). The key holds everything else the page
+#: (and its headers) is made of: the account's version (name, logo, language, processor
+#: settings; any change bumps it), the session's source and a fingerprint of its items and
+#: settings snapshot (``content_md5``, computed by the load query), its currency and mode,
+#: and the account-local date (the dates of later payments, and whether items can still be
+#: bought). The processor view is a function of the account version and mode.
+_PLACEHOLDERS = {"token": "tk" + secrets.token_hex(16), "csrf": "cs" + secrets.token_hex(16)}
+_SLOT_RE = re.compile("|".join(_PLACEHOLDERS.values()))
+_SLOT_OF = {v: k for k, v in _PLACEHOLDERS.items()}
+#: Per app (its settings name the processor's origin): ``app[EXTRAS]["checkout_pages"]``,
+#: key -> (literal parts as bytes, slot names between them, headers). Bounded: cleared
+#: when full (a page is ~10–20 KB).
+_MAX_PAGES = 512
+
+
+def _pages(request: web.Request) -> dict[tuple, tuple[tuple[bytes, ...], tuple[str, ...], dict[str, str]]]:
+    return request.app[EXTRAS].setdefault("checkout_pages", {})
+
+
+def _page_key(opened: service.Opened) -> tuple:
+    account, session = opened.account, opened.session
+    return (
+        account.id,
+        account.version,
+        session["source_type"],
+        session["source_id"],
+        session["content_md5"],
+        session["currency"],
+        session["test_mode"],
+        links_service.today(account),
+    )
+
+
+def _cached_page(entry, token: str, csrf_token: str) -> web.Response:
+    parts, slots, headers = entry
+    values = {"token": str(escape(token)).encode(), "csrf": str(escape(csrf_token)).encode()}
+    chunks = [parts[0]]
+    for slot, part in zip(slots, parts[1:], strict=True):
+        chunks.append(values[slot])
+        chunks.append(part)
+    return web.Response(body=b"".join(chunks), headers=headers)
+
+
+def render_checkout_page(request: web.Request, opened: service.Opened, token: str) -> web.Response:
+    """The checkout page of an open session, rendered afresh (no cache)."""
     account, session = opened.account, opened.session
     processor = _processor_view(request, account, session["test_mode"])
     locale = account.settings.language
@@ -355,6 +412,43 @@ async def checkout_page(request: web.Request) -> web.Response:
         locale=locale,
         **context,
     )
+
+
+def _cache_page(key: tuple, request: web.Request, opened: service.Opened) -> tuple | None:
+    """Render the page with placeholders for the per-session values and remember it;
+    None when the page is not a 200 (a message page is never cached)."""
+    session = {**dict(opened.session), "csrf_token": _PLACEHOLDERS["csrf"]}
+    response = render_checkout_page(request, service.Opened(opened.account, session), _PLACEHOLDERS["token"])
+    if response.status != 200:
+        return None
+    pieces = _SLOT_RE.split(response.text)
+    slots = tuple(_SLOT_OF[m] for m in _SLOT_RE.findall(response.text))
+    entry = (tuple(p.encode() for p in pieces), slots, dict(response.headers))
+    pages = _pages(request)
+    if len(pages) >= _MAX_PAGES:
+        pages.clear()
+    pages[key] = entry
+    return entry
+
+
+@routes.get("/checkout/{token}")
+@operation("The checkout page", response=Html(), errors=(410,), html_errors=True)
+async def checkout_page(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    try:
+        opened = await service.load(request.app[APP_POOL], token)
+        service.ensure_open(opened)
+    except Problem as problem:
+        if problem.status >= 500:
+            raise
+        return _message_page(request, problem)
+    key = _page_key(opened)
+    entry = _pages(request).get(key)
+    if entry is None:
+        entry = _cache_page(key, request, opened)
+        if entry is None:
+            return render_checkout_page(request, opened, token)
+    return _cached_page(entry, token, opened.session["csrf_token"])
 
 
 @routes.get("/api/checkout/{token}")
