@@ -9,7 +9,7 @@ calls ``datetime.now``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Protocol
 
 
@@ -58,3 +58,9 @@ def rfc3339(value: datetime) -> str:
     """Instants in the API: UTC, RFC 3339, ``Z`` suffix, microseconds when present."""
     text = value.astimezone(UTC).isoformat()
     return text.replace("+00:00", "Z")
+
+
+def day_start(day: date, tz: tzinfo) -> datetime:
+    """The first instant (UTC) of a calendar day in the account's time zone. A day that
+    starts in a DST gap starts when the clocks jump (Santiago: 01:00 local)."""
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)

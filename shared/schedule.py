@@ -24,8 +24,9 @@ INTERVALS = (
     "every_4_years",
     "every_5_years",
 )
-_DAYS = {"weekly": 7, "biweekly": 14}
-_MONTHS = {
+#: Each interval as a step of days or of calendar months.
+DAY_STEPS = {"weekly": 7, "biweekly": 14}
+MONTH_STEPS = {
     "monthly": 1,
     "quarterly": 3,
     "semiannually": 6,
@@ -36,7 +37,7 @@ _MONTHS = {
     "every_5_years": 60,
 }
 #: Longest interval in days (for "is the interval longer than the reminder lead time").
-APPROXIMATE_DAYS = {**_DAYS, **{k: 30 * v for k, v in _MONTHS.items()}}
+APPROXIMATE_DAYS = {**DAY_STEPS, **{k: 30 * v for k, v in MONTH_STEPS.items()}}
 
 
 class UnknownInterval(ValueError):
@@ -55,10 +56,10 @@ def nth_date(anchor: date, interval: str, n: int) -> date:
     """The date of the ``n``-th payment (0 = the anchor itself)."""
     if n < 0:
         raise ValueError("payment index must be >= 0")
-    if interval in _DAYS:
-        return anchor + timedelta(days=_DAYS[interval] * n)
-    if interval in _MONTHS:
-        return add_months(anchor, _MONTHS[interval] * n)
+    if interval in DAY_STEPS:
+        return anchor + timedelta(days=DAY_STEPS[interval] * n)
+    if interval in MONTH_STEPS:
+        return add_months(anchor, MONTH_STEPS[interval] * n)
     raise UnknownInterval(interval)
 
 
@@ -90,3 +91,18 @@ def delayed_start(checkout_day: date, start: dict | None) -> date:
     if "delay_months" in start:
         return add_months(checkout_day, int(start["delay_months"]))
     raise ValueError(f"unknown billing start {start!r}")
+
+
+def first_index_on_or_after(anchor: date, interval: str, day: date) -> int:
+    """The smallest payment index ``n`` whose date (`nth_date`) is on or after ``day``."""
+    if day <= anchor:
+        return 0
+    if interval in DAY_STEPS:
+        return -(-(day - anchor).days // DAY_STEPS[interval])
+    if interval not in MONTH_STEPS:
+        raise UnknownInterval(interval)
+    months = (day.year - anchor.year) * 12 + day.month - anchor.month
+    n = max(0, months // MONTH_STEPS[interval] - 1)  # at most a couple of steps short
+    while nth_date(anchor, interval, n) < day:
+        n += 1
+    return n

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from tests.support.client import Buyer
-from tests.support.processor import TestProcessor
+from tests.support.processor import THREE_D_SECURE_CARD, TestProcessor
 
 pytestmark = pytest.mark.e2e
 
@@ -129,16 +129,12 @@ async def test_completing_twice_redeems_once(api, http, stack, shop):
 async def test_a_session_abandoned_during_authentication_gives_its_redemption_back_once_expired(api, http, stack, shop):
     from datetime import UTC, datetime, timedelta
 
-    three_d_secure = "4000002500003155"
     gone, later = new_buyer(http, stack), new_buyer(http, stack)
     code = shop["code"]["code"]
     s1 = await submit_with_code(gone, shop["link"], code, "gone@example.com")
     secret = s1.body["payment"]["client_secret"]
     processor = TestProcessor(http, gone.processor_url)
-    card = {"number": three_d_secure, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
-    confirmed = await processor.confirm_setup(secret, {"type": "card", "card": card})
-    if confirmed.get("status") == "requires_action":  # 3-D Secure of the card's setup
-        confirmed = await processor.confirm_setup(secret)
+    confirmed = await processor.confirm_card_setup(secret, THREE_D_SECURE_CARD)
     assert confirmed["status"] == "succeeded", confirmed
     waiting = await gone.complete()
     assert waiting.status == 402 and waiting.body["status"] == "requires_action", waiting.body

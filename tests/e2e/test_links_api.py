@@ -748,10 +748,7 @@ async def test_a_one_off_link_is_charged_for_one_buyer_at_a_time(api, new_buyer,
         submitted = await buyer.submit({"email": unique_email(email)})
         assert submitted.status == 200, submitted.body
         buyer.secret = submitted.body["payment"]["client_secret"]
-    card = {"number": THREE_D_SECURE_CARD, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
-    confirmed = await processor.confirm_setup(first.secret, {"type": "card", "card": card})
-    if confirmed.get("status") == "requires_action":  # 3-D Secure of the card's setup
-        confirmed = await processor.confirm_setup(first.secret)
+    confirmed = await processor.confirm_card_setup(first.secret, THREE_D_SECURE_CARD)
     assert confirmed["status"] == "succeeded", confirmed
     waiting = await first.complete()
     assert waiting.status == 402 and waiting.body["status"] == "requires_action", waiting.body

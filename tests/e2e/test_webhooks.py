@@ -189,10 +189,7 @@ async def purchase(kind: str, buyer: Buyer, processor: TestProcessor, link: dict
         confirmed = await processor.confirm_sepa(secret, GOOD_IBAN if kind == "sepa_ok" else FAILING_IBAN, email)
     else:
         number = THREE_D_SECURE_CARD if kind == "card_3ds_tab_closed" else "4242424242424242"
-        card = {"number": number, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
-        confirmed = await processor.confirm_setup(secret, {"type": "card", "card": card})
-        if confirmed.get("status") == "requires_action":  # 3-D Secure of the card's setup
-            confirmed = await processor.confirm_setup(secret)
+        confirmed = await processor.confirm_card_setup(secret, number)
     assert confirmed["http_status"] == 200 and confirmed["status"] == "succeeded", confirmed
     done = await buyer.complete()
     if kind == "card_3ds_tab_closed":

@@ -109,6 +109,15 @@ class TestProcessor:
         status, body = await self._json("POST", f"/v1/setup_intents/{seti}/confirm", data=json.dumps(payload))
         return {"http_status": status, **body}
 
+    async def confirm_card_setup(self, client_secret: str, number: str) -> dict:
+        """Confirm a SetupIntent with a test card, passing the card's own 3-D Secure step at
+        setup when it asks for one (as the page does)."""
+        card = {"number": number, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
+        confirmed = await self.confirm_setup(client_secret, {"type": "card", "card": card})
+        if confirmed.get("status") == "requires_action":
+            confirmed = await self.confirm_setup(client_secret)
+        return confirmed
+
     async def confirm_sepa(self, client_secret: str, iban: str, email: str = "buyer@example.com") -> dict:
         """``stripe.confirmSepaDebitSetup`` of the test processor's browser script."""
         return await self.confirm_setup(

@@ -11,20 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.billing.dunning.policy import day_start
 from services.billing.reminders.policy import (
     SHORTEST_PERIOD_DAYS,
     InvalidReminderPolicy,
     RemindedSubscription,
     ReminderDue,
     ReminderPolicy,
-    _first_index_on_or_after,
     interval_has_reminders,
     reminder_at,
     reminders_due,
 )
 from shared.accounts import SubscriptionSettings
-from shared.schedule import INTERVALS, UnknownInterval, nth_date, payment_dates
+from shared.clock import day_start
+from shared.schedule import INTERVALS, UnknownInterval, first_index_on_or_after, nth_date, payment_dates
 
 UTC_TZ = ZoneInfo("UTC")
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -197,7 +196,7 @@ def test_a_reminder_is_before_its_charge_and_after_the_previous_one(anchor, inte
 @settings(max_examples=500, deadline=None)
 @given(anchors, st.sampled_from(INTERVALS), st.dates(min_value=date(2015, 1, 1), max_value=date(2040, 12, 31)))
 def test_the_first_charge_on_or_after_a_day_is_found_directly(anchor, interval, day):
-    n = _first_index_on_or_after(anchor, interval, day)
+    n = first_index_on_or_after(anchor, interval, day)
     assert nth_date(anchor, interval, n) >= day
     assert n == 0 or nth_date(anchor, interval, n - 1) < day
 

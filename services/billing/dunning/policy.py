@@ -27,12 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from itertools import pairwise
 from typing import Any, Literal, get_args
 
 from shared.accounts import MAX_RETRIES, MAX_RETRY_DAY, RETRY_METHOD_TYPES
-from shared.clock import rfc3339
+from shared.clock import day_start, rfc3339
 
 Status = Literal["active", "past_due", "canceled", "unpaid"]
 FinalOutcome = Literal["canceled", "unpaid"]
@@ -149,12 +149,6 @@ class InvalidDryRun(DunningError):
 
 
 # -- time -----------------------------------------------------------------------------------
-def day_start(day: date, tz: tzinfo) -> datetime:
-    """The first instant (UTC) of a calendar day in the account's time zone. A day that
-    starts in a DST gap starts when the clocks jump (Santiago: 01:00 local)."""
-    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
-
-
 def retry_instant(due_date: date, offset_days: int, tz: tzinfo) -> datetime:
     return day_start(due_date + timedelta(days=offset_days), tz)
 

@@ -4,7 +4,7 @@ When an account enables reminders, the buyer gets an e-mail ``lead_days`` (defau
 before each automatic charge. Rules (docs/decisions.md 26):
 - A reminder is due at the start of the local day ``charge_date − lead_days`` in the
   account's time zone; the charge itself is due at the start of its own day
-  (`services.billing.dunning.policy.day_start`). So a reminder always precedes its charge.
+  (`shared.clock.day_start`). So a reminder always precedes its charge.
 - Only intervals **longer** than the lead time have reminders, judged by the interval's
   *shortest* period (monthly: 28 days, the February one), not its nominal length: then a
   reminder always comes after the previous charge, never before it (a 30-day lead on a
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from services.billing.dunning.policy import day_start
-from shared.schedule import UnknownInterval, nth_date
+from shared.clock import day_start
+from shared.schedule import UnknownInterval, first_index_on_or_after, nth_date
 
 DEFAULT_LEAD_DAYS = 14
 #: The account settings' bounds (shared/accounts.py ``reminder_days``).
@@ -45,17 +45,6 @@ SHORTEST_PERIOD_DAYS: dict[str, int] = {
     "every_3_years": 1095,
     "every_4_years": 1460,
     "every_5_years": 1825,
-}
-_DAY_STEPS = {"weekly": 7, "biweekly": 14}
-_MONTH_STEPS = {
-    "monthly": 1,
-    "quarterly": 3,
-    "semiannually": 6,
-    "annually": 12,
-    "every_2_years": 24,
-    "every_3_years": 36,
-    "every_4_years": 48,
-    "every_5_years": 60,
 }
 
 
@@ -146,21 +135,8 @@ class ReminderDue:
         return f"reminder:{self.subscription_id}:{self.charge_date.isoformat()}"
 
 
-def _first_index_on_or_after(anchor: date, interval: str, day: date) -> int:
-    """The smallest payment index whose date is on or after ``day``."""
-    if day <= anchor:
-        return 0
-    if interval in _DAY_STEPS:
-        return -(-(day - anchor).days // _DAY_STEPS[interval])
-    months = (day.year - anchor.year) * 12 + day.month - anchor.month
-    n = max(0, months // _MONTH_STEPS[interval] - 1)  # at most a couple of steps short
-    while nth_date(anchor, interval, n) < day:
-        n += 1
-    return n
-
-
 def _charges_from(sub: RemindedSubscription, day: date) -> Iterator[tuple[int, date]]:
-    n = _first_index_on_or_after(sub.anchor, sub.interval, day)
+    n = first_index_on_or_after(sub.anchor, sub.interval, day)
     while sub.payments is None or n < sub.payments:
         when = nth_date(sub.anchor, sub.interval, n)
         if sub.end_date is not None and when > sub.end_date:

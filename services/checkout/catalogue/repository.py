@@ -244,6 +244,12 @@ async def deactivate_discount_code(
     )
 
 
+#: A redemption ``r`` reserved by a session ``s`` that expired unpaid: it counts as given back
+#: (find_usable_code) and is deleted the next time the code runs out
+#: (release_abandoned_reservations).
+_ABANDONED = "r.payment_id IS NULL AND s.status <> 'complete' AND s.expires_at <= {now}"
+
+
 async def find_usable_code(
     conn: asyncpg.Connection, account_id: str, code: str, *, currency: str, now: datetime
 ) -> asyncpg.Record | None:
@@ -258,7 +264,7 @@ async def find_usable_code(
                        SELECT count(*) FROM {S}.discount_redemptions r
                        JOIN {S}.checkout_sessions s ON s.account_id = r.account_id AND s.id = r.session_id
                        WHERE r.account_id = c.account_id AND r.discount_code_id = c.id
-                         AND r.payment_id IS NULL AND s.status <> 'complete' AND s.expires_at <= $4
+                         AND {_ABANDONED.format(now="$4")}
                    ) < max_redemptions)
               AND (amount_off IS NULL OR currency = $3)""",
         account_id,
@@ -354,9 +360,9 @@ async def release_abandoned_reservations(
         f"""WITH gone AS (
                 DELETE FROM {S}.discount_redemptions r
                 USING {S}.checkout_sessions s
-                WHERE r.account_id = $1 AND r.discount_code_id = $2 AND r.payment_id IS NULL
+                WHERE r.account_id = $1 AND r.discount_code_id = $2
                   AND s.account_id = r.account_id AND s.id = r.session_id
-                  AND s.status <> 'complete' AND s.expires_at <= $3
+                  AND {_ABANDONED.format(now="$3")}
                 RETURNING r.session_id)
             SELECT count(*) FROM gone""",
         account_id,

@@ -135,24 +135,6 @@ async def record_operation(conn: asyncpg.Connection, op_id: str, status: str, re
     )
 
 
-async def link_is_payable(conn: asyncpg.Connection, account_id: str, link_id: str) -> bool:
-    """The link still takes payments: not deleted, not turned off."""
-    return await link_state(conn, account_id, link_id) is not None
-
-
-async def link_state(conn: asyncpg.Connection, account_id: str, link_id: str, *, lock: bool = False) -> dict | None:
-    """``{"one_off": bool}`` for a link that still takes payments, else None. ``lock``:
-    keep its row locked for the rest of the transaction."""
-    row = await conn.fetchrow(
-        f"""SELECT coalesce((settings->>'deactivate_after_payment')::boolean, false) AS one_off
-            FROM {S}.payment_links WHERE account_id = $1 AND id = $2 AND deleted_at IS NULL AND active"""
-        + (" FOR UPDATE" if lock else ""),
-        account_id,
-        link_id,
-    )
-    return None if row is None else {"one_off": row["one_off"]}
-
-
 async def another_charge_in_flight(
     conn: asyncpg.Connection, account_id: str, link_id: str, session_id: str, now: datetime
 ) -> bool:

@@ -279,10 +279,10 @@ async def submit(pool: asyncpg.Pool, processors: ProcessorRegistry, token: str, 
     account, session = opened.account, opened.session
     contact = check_contact_and_addresses(session, body)
     async with tenant_tx(pool, account.id) as conn:
-        if session["source_type"] == "payment_link" and not await repo.link_is_payable(
-            conn, account.id, session["source_id"]
-        ):
-            raise SessionClosed(LINK_OFF)
+        if session["source_type"] == "payment_link":
+            link = await links_repo.get_link(conn, account.id, session["source_id"])
+            if link is None or not link["active"]:
+                raise SessionClosed(LINK_OFF)
         code = await discount_code_for(conn, opened, body.discount_code)
     selection, summary = price_choices(opened, body.items, code)
     async with tenant_tx(pool, account.id) as conn:
@@ -422,6 +422,10 @@ async def complete(pool: asyncpg.Pool, processors: ProcessorRegistry, token: str
 LINK_OFF = "This payment link is no longer active; the merchant has turned it off."
 
 
+def _one_off(link: asyncpg.Record) -> bool:
+    return bool((link["settings"] or {}).get("deactivate_after_payment"))
+
+
 async def _ensure_link_takes_this_payment(conn: asyncpg.Connection, account: Account, session: asyncpg.Record) -> None:
     """Before a new charge: the session's link must still be on (a session opened before
     the merchant turned it off, deleted it, or before a one-off link's first payment,
@@ -430,12 +434,12 @@ async def _ensure_link_takes_this_payment(conn: asyncpg.Connection, account: Acc
     it; the second is asked to wait (409) while the first charge may still succeed."""
     if session["source_type"] != "payment_link":
         return
-    state = await repo.link_state(conn, account.id, session["source_id"])
-    if state is not None and state["one_off"]:  # again, holding its row until commit
-        state = await repo.link_state(conn, account.id, session["source_id"], lock=True)
-    if state is None:
+    link = await links_repo.get_link(conn, account.id, session["source_id"])
+    if link is not None and _one_off(link):  # again, holding its row until commit
+        link = await links_repo.get_link(conn, account.id, session["source_id"], lock=True)
+    if link is None or not link["active"]:
         raise SessionClosed(LINK_OFF)
-    if state["one_off"] and await repo.another_charge_in_flight(
+    if _one_off(link) and await repo.another_charge_in_flight(
         conn, account.id, session["source_id"], session["id"], account.clock.now()
     ):
         raise Conflict("Another buyer is paying this one-off link right now; try again in a minute.")
