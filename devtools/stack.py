@@ -268,6 +268,7 @@ class Stack:
             env[f"GATEWAY_{service.upper()}_URL"] = f"http://127.0.0.1:{cfg.ports.service(service)}"
             env[f"{prefix}_WORKER_METRICS_PORT"] = "0"
             env[f"{prefix}_RELAY_METRICS_PORT"] = "0"
+        env["BILLING_SCHEDULER_METRICS_PORT"] = "0"
         env.update(cfg.extra_env)
         return env
 
@@ -295,6 +296,11 @@ class Stack:
             self._add(
                 f"{service}-relay", [py, "-m", module, "relay", "--metrics-port", str(self._ops_port(index, 1, 0))]
             )
+            if service == "billing":  # the time-driven loop: due charges, retries, reminders
+                self._add(
+                    "billing-scheduler",
+                    [py, "-m", module, "scheduler", "--metrics-port", str(self._ops_port(index, 2, 0))],
+                )
             for replica in range(cfg.workers.get(service, 1)):
                 self._add(
                     f"{service}-worker-{replica}",
@@ -357,7 +363,7 @@ class Stack:
         names = list(self.processes)
         gateway = [n for n in names if n == "gateway"]
         serve = [n for n in names if n.endswith("-serve")]
-        back = [n for n in names if n.endswith("-relay") or "-worker-" in n]
+        back = [n for n in names if n.endswith(("-relay", "-scheduler")) or "-worker-" in n]
         rest = [n for n in names if n not in (*gateway, *serve, *back)]
         return [[self.processes[n] for n in group] for group in (gateway, serve, back, rest) if group]
 

@@ -34,7 +34,8 @@ Additions (all Stripe behaviour, so the adapter is exercised as against live Str
   ``POST /_config/accounts/{id}`` ``{"webhooks": "send" | "hold", "bank_debits": "auto" |
   "manual", "settle_after_seconds": n}``; ``POST /_config/accounts/{id}/settle`` settles
   the account's pending bank debits now; ``GET /_config/accounts/{id}/events`` lists the
-  events held for it (``{"data": [{"id", "type", "payload"}]}``, oldest first).
+  events held for it (``{"data": [{"id", "type", "payload"}]}``, oldest first);
+  ``GET /_config/idempotency`` counts replays per idempotency key.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ class IdempotencyLayer:
         self.results: dict[tuple[str, str], tuple[float, str, int, bytes, str]] = {}
         self.locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.replays = 0
+        #: Replays per idempotency key (``GET /_config/idempotency``): the fault suite's
+        #: proof that a retry reused the stored key (TARGETS R2, R3).
+        self.replayed: dict[str, int] = {}
 
     def _expire(self) -> None:
         cutoff = time.time() - IDEMPOTENCY_TTL_S
@@ -99,6 +103,7 @@ class IdempotencyLayer:
                         status=400,
                     )
                 self.replays += 1
+                self.replayed[key] = self.replayed.get(key, 0) + 1
                 return web.Response(
                     status=status,
                     body=payload,
@@ -152,6 +157,14 @@ class AccountControls:
     webhooks: str = "send"  # send | hold
     bank_debits: str = "auto"  # auto | manual
     settle_after_seconds: float | None = None  # None: the server's default
+    #: Billing's off-session charges (PaymentIntents whose metadata names the account as
+    #: ``commerce_account_id``): decline the next ``decline_count`` (-1: all) with this
+    #: code — codes localstripe's test cards cannot produce (stolen_card, do_not_honor).
+    force_decline_code: str | None = None
+    decline_count: int = 0
+    #: Commit the next N such charges but lose the response (the connection is closed
+    #: before the answer): TARGETS R3.
+    lose_responses: int = 0
 
 
 @dataclass
@@ -427,6 +440,13 @@ async def configure_account(request: web.Request) -> web.Response:
         controls.webhooks = body["webhooks"]
     if body.get("bank_debits") in ("auto", "manual"):
         controls.bank_debits = body["bank_debits"]
+    if "force_decline_code" in body:
+        value = body["force_decline_code"]
+        controls.force_decline_code = value if isinstance(value, str) and value else None
+        count = body.get("decline_count", -1)
+        controls.decline_count = count if isinstance(count, int) else -1
+    if isinstance(body.get("lose_responses"), int):
+        controls.lose_responses = max(0, body["lose_responses"])
     if "settle_after_seconds" in body:
         value = body["settle_after_seconds"]
         controls.settle_after_seconds = float(value) if isinstance(value, int | float) and value >= 0 else None
@@ -442,6 +462,101 @@ async def held_events(request: web.Request) -> web.Response:
     return web.json_response({"data": [{"id": i, "type": t, "payload": p} for i, t, p in events]})
 
 
+# -- billing's off-session charges: injected faults, search, the processor's own ledger --------
+def _form_value(body: bytes, name: str) -> str | None:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(body.decode(errors="replace")).get(name)
+    return values[0] if values else None
+
+
+@web.middleware
+async def charge_faults(request: web.Request, handler) -> web.StreamResponse:
+    """Declines and lost responses for ``POST /v1/payment_intents`` of billing's charges.
+    Runs outside the idempotency layer: the processor stored its answer before it was
+    lost, so a retry with the same key gets it (as at Stripe)."""
+    if request.method != "POST" or request.path != "/v1/payment_intents":
+        return await handler(request)
+    body = await request.read()
+    account_id = _form_value(body, "metadata[commerce_account_id]")
+    controls = CONTROLS.accounts.get(account_id or "")
+    if controls is None:
+        return await handler(request)
+    if controls.force_decline_code and controls.decline_count != 0:
+        if controls.decline_count > 0:
+            controls.decline_count -= 1
+        code = controls.force_decline_code
+        return web.json_response(
+            {
+                "error": {
+                    "type": "card_error",
+                    "code": "card_declined",
+                    "decline_code": code,
+                    "message": f"Your card was declined ({code}).",
+                }
+            },
+            status=402,
+        )
+    response = await handler(request)
+    if controls.lose_responses > 0 and response.status == 200:
+        controls.lose_responses -= 1
+        # The intent exists now; the caller never hears of it.
+        raise web.HTTPInternalServerError(text='{"error": {"type": "api_error", "message": "lost"}}')
+    return response
+
+
+def _search_query(query: str) -> tuple[str, str] | None:
+    """``metadata['key']:'value'`` — the one form of Stripe's search query we need."""
+    import re
+
+    match = re.fullmatch(r"\s*metadata\['([^']+)'\]\s*:\s*'([^']*)'\s*", query)
+    return (match.group(1), match.group(2)) if match else None
+
+
+async def search_payment_intents(request: web.Request) -> web.Response:
+    from localstripe.resources import store
+
+    parsed = _search_query(request.query.get("query", ""))
+    if parsed is None:
+        return web.json_response({"error": {"type": "invalid_request_error", "message": "bad query"}}, status=400)
+    key, value = parsed
+    found = [
+        obj._export()
+        for k, obj in list(store.items())
+        if k.startswith("payment_intent:") and (obj.metadata or {}).get(key) == value
+    ]
+    return web.json_response(
+        {"object": "search_result", "url": "/v1/payment_intents/search", "has_more": False, "data": found}
+    )
+
+
+async def account_payment_intents(request: web.Request) -> web.Response:
+    """Every PaymentIntent billing created for an account (the fault suite's ledger)."""
+    from localstripe.resources import store
+
+    account_id = request.match_info["account_id"]
+    found = [
+        {
+            "id": obj.id,
+            "status": obj.status,
+            "amount": obj.amount,
+            "metadata": obj.metadata or {},
+        }
+        for k, obj in list(store.items())
+        if k.startswith("payment_intent:") and (obj.metadata or {}).get("commerce_account_id") == account_id
+    ]
+    return web.json_response({"data": found})
+
+
+async def idempotency_replays(request: web.Request) -> web.Response:
+    """``{"replays": total, "keys": {key: replays}}``; ``?prefix=`` keeps the keys starting
+    with it (``commerce:ch_`` for billing's charges)."""
+    layer: IdempotencyLayer = request.app["idempotency"]
+    prefix = request.query.get("prefix", "")
+    keys = {k: n for k, n in list(layer.replayed.items()) if k.startswith(prefix)}
+    return web.json_response({"replays": layer.replays, "keys": keys})
+
+
 def build_app(settle_after_seconds: float = 3.0) -> web.Application:
     _patch_store()
     _patch_resources()
@@ -451,10 +566,14 @@ def build_app(settle_after_seconds: float = 3.0) -> web.Application:
     layer = IdempotencyLayer()
     app = server.app
     app.middlewares.insert(0, layer.middleware)
+    app.middlewares.insert(0, charge_faults)  # outermost: a lost answer was stored first
+    app.router.add_get("/v1/payment_intents/search", search_payment_intents)
+    app.router.add_get("/_config/accounts/{account_id}/payment_intents", account_payment_intents)
     app.router.add_get("/v1/account", current_account)
     app.router.add_post("/_config/accounts/{account_id}", configure_account)
     app.router.add_post("/_config/accounts/{account_id}/settle", settle_account)
     app.router.add_get("/_config/accounts/{account_id}/events", held_events)
+    app.router.add_get("/_config/idempotency", idempotency_replays)
     app["idempotency"] = layer
     return app
 

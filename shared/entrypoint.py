@@ -19,6 +19,8 @@ class ServiceSpec:
     settings: Callable[[], Any]  # () -> settings (reads the environment)
     create_app: str | None  # "module:function" taking settings
     worker: str | None  # "module:function" taking settings; runs until SIGTERM
+    #: "module:function" taking settings: the service's time-driven loop (billing only).
+    scheduler: str | None = None
 
 
 def _load(path: str) -> Callable[..., Any]:
@@ -38,6 +40,9 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
     relay = sub.add_parser("relay", help="run the outbox relay")
     relay.add_argument("--metrics-port", type=int, default=None)
     sub.add_parser("migrate", help="apply this service's schema migrations")
+    if spec.scheduler:
+        scheduler = sub.add_parser("scheduler", help="run the time-driven loop (due charges, retries, reminders)")
+        scheduler.add_argument("--metrics-port", type=int, default=None)
     args = parser.parse_args(argv)
 
     if args.command == "worker":
@@ -55,6 +60,8 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
         overrides["worker_metrics_port"] = args.metrics_port
     if args.command == "relay" and args.metrics_port is not None:
         overrides["relay_metrics_port"] = args.metrics_port
+    if args.command == "scheduler" and args.metrics_port is not None:
+        overrides["scheduler_metrics_port"] = args.metrics_port
     if overrides:
         settings = settings.model_copy(update=overrides)
     configure_logging(
@@ -69,6 +76,8 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
         from .worker import run_relay
 
         run_relay(settings, service=spec.name, schema=spec.schema)
+    elif args.command == "scheduler":
+        _load(spec.scheduler)(settings)
     elif args.command == "migrate":
         from .migrations import upgrade
 

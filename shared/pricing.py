@@ -360,3 +360,46 @@ def price(
     if summary.total_due_now > MAX_AMOUNT or any(g.amount > MAX_AMOUNT for g in groups):
         raise PricingError("line_items", f"a payment exceeds the largest amount a processor charges ({MAX_AMOUNT})")
     return summary
+
+
+# -- one period of a subscription -------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PeriodLine:
+    name: str
+    quantity: int
+    unit_amount: int
+    unit_discount: int
+    #: (unit price − unit discount) × quantity.
+    amount: int
+    tax: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodCharge:
+    """What each automatic payment of a subscription charges (no order discounts: they
+    apply to what is charged at checkout only, as for links)."""
+
+    lines: tuple[PeriodLine, ...]
+    subtotal: int
+    tax: int
+
+    @property
+    def total(self) -> int:
+        return self.subtotal + self.tax
+
+
+def price_period(items: list[Item]) -> PeriodCharge:
+    """Price one period of a subscription's line items (created by the API, replaced, or
+    re-priced): per-unit discount rounded first, then tax per line (as `price` does)."""
+    lines = []
+    for item in items:
+        if item.quantity < 1 or item.unit_amount < 0:
+            raise PricingError("line_items", "each line has a quantity of at least 1 and a non-negative price")
+        unit_discount = unit_discount_amount(item.unit_amount, item.unit_discount)
+        amount = (item.unit_amount - unit_discount) * item.quantity
+        tax = percent_of(amount, item.tax_percent) if item.tax_percent else 0
+        lines.append(PeriodLine(item.name, item.quantity, item.unit_amount, unit_discount, amount, tax))
+    charge = PeriodCharge(tuple(lines), sum(x.amount for x in lines), sum(x.tax for x in lines))
+    if charge.total > MAX_AMOUNT:
+        raise PricingError("line_items", f"a payment exceeds the largest amount a processor charges ({MAX_AMOUNT})")
+    return charge

@@ -48,3 +48,21 @@ def decrypt(settings: CommonSettings, ciphertext: str) -> str:
 
 def generate_key() -> str:
     return Fernet.generate_key().decode()
+
+
+def derive_token(settings: CommonSettings, purpose: str, subject: str) -> str:
+    """A stable, unguessable public token for ``subject`` (HMAC-SHA256 under a key
+    derived from COMMERCE_SECRET_KEY): the same link can be put in every e-mail without
+    storing the token itself; only its hash is stored, and bumping a version in
+    ``subject`` revokes the old one."""
+    import hmac
+
+    if settings.secret_key is not None:
+        root = settings.secret_key.get_secret_value().encode()
+    elif settings.environment == "production":
+        raise SecretKeyMissing("COMMERCE_SECRET_KEY must be set to issue public tokens")
+    else:
+        root = _INSECURE
+    key = hmac.new(root, f"token-key:{purpose}".encode(), hashlib.sha256).digest()
+    mac = hmac.new(key, subject.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()

@@ -8,6 +8,7 @@ SPEC = ServiceSpec(
     settings=BillingSettings,
     create_app="services.billing.app:create_app",
     worker="services.billing.worker:run",
+    scheduler="services.billing.charging.loop:run",
 )
 
 if __name__ == "__main__":

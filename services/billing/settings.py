@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.config import ServiceSettings
@@ -15,3 +16,12 @@ class BillingSettings(ServiceSettings):
     http_port: int = 8002
     worker_metrics_port: int = 9002
     relay_metrics_port: int = 9012
+    scheduler_metrics_port: int = 9022
+    #: Seconds between scheduler passes (a test-clock move or a finished charge wakes it
+    #: at once through NOTIFY).
+    scheduler_interval_s: float = Field(default=1.0, gt=0)
+    #: A charge put on the queue that has not finished after this long is enqueued again
+    #: (its message was lost); the job is idempotent, so an extra copy is harmless.
+    charge_enqueue_lease_s: float = Field(default=60.0, gt=0)
+    #: Attempts without a final outcome after this long are resolved by asking the processor.
+    reconcile_after_s: float = Field(default=60.0, gt=0)

@@ -17,6 +17,7 @@ from shared.web.keys import EXTRAS, SETTINGS
 from .accounts.handlers import routes as account_routes
 from .apidoc.handlers import routes as apidoc_routes
 from .catalogue.handlers import routes as catalogue_routes
+from .invoices import routes as invoice_routes
 from .links.handlers import routes as link_routes
 from .payments.handlers import routes as payment_routes
 from .sessions.handlers import routes as session_routes
@@ -57,6 +58,7 @@ def create_app(settings: CheckoutSettings) -> web.Application:
         app.cleanup_ctx.append(_processors)
         for table in (account_routes, link_routes, session_routes, payment_routes, catalogue_routes, apidoc_routes):
             app.router.add_routes(table)
+        app.router.add_routes(invoice_routes)
         app.router.add_static("/assets/checkout", HERE / "static", append_version=False)
         app.cleanup_ctx.append(receiver_ctx)  # processor webhooks
         app.router.add_routes(webhook_routes)

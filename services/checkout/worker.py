@@ -5,12 +5,13 @@ from __future__ import annotations
 from shared.worker import run_worker
 
 from .crm_refs import registry as crm_refs_registry
+from .invoices import registry as invoices_registry
 from .payments.events import registry as payments_registry
 from .settings import CheckoutSettings
 from .webhooks.events import registry as webhooks_registry
 from .webhooks.worker import webhook_extras
 
-REGISTRIES = [payments_registry, crm_refs_registry, webhooks_registry]
+REGISTRIES = [payments_registry, crm_refs_registry, webhooks_registry, invoices_registry]
 
 
 def run(settings: CheckoutSettings) -> None:

@@ -10,13 +10,20 @@ from .contacts.handlers import registry as contacts_registry
 from .contacts.payment_events import registry as payment_events_registry
 from .crm.accounts import keep_default_pipelines
 from .crm.link_events import registry as link_events_registry
+from .crm.subscription_events import registry as subscription_events_registry
 from .settings import CrmSettings
 
 accounts_registry = HandlerRegistry("crm_sync")
 register_account_projection(accounts_registry)
 keep_default_pipelines(accounts_registry)
 
-REGISTRIES = [accounts_registry, contacts_registry, payment_events_registry, link_events_registry]
+REGISTRIES = [
+    accounts_registry,
+    contacts_registry,
+    payment_events_registry,
+    link_events_registry,
+    subscription_events_registry,
+]
 
 
 def run(settings: CrmSettings) -> None:

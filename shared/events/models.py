@@ -182,6 +182,59 @@ class PurchaseCompletedV1(_Payload):
 
 
 # --- payments settling, failing, refunded ------------------------------------------------
+class ChargedLine(_Payload):
+    """One line of a subscription charge, as the receipt explains it (PRODUCT §11)."""
+
+    name: str
+    quantity: int
+    unit_amount: int
+    unit_discount: int = 0
+    #: (unit_amount − unit_discount) × quantity, before tax.
+    amount: int
+    tax: int = 0
+    tax_rate: TaxRateRef | None = None
+
+
+class SubscriptionCharge(_Payload):
+    """The subscription period a payment (or failed attempt) of billing was for.
+
+    Present on ``payment.succeeded`` / ``payment.failed`` that billing publishes for its
+    automatic charges; absent on checkout's (settled or failed bank debits)."""
+
+    subscription_id: str
+    charge_id: str
+    attempt_id: str
+    #: 0-based index of the payment date from the anchor; ``due_date`` is that date.
+    period_index: int
+    due_date: date
+    trigger: Literal["due", "retry", "new_payment_method", "invoice"]
+    interval: str
+    lines: list[ChargedLine]
+    subtotal: int
+    tax: int = 0
+    contact_id: str | None = None
+    company_id: str | None = None
+    deal_ids: list[str] = Field(default_factory=list)
+    contact_name: str | None = None
+    processor_payment_intent_id: str | None = None
+    processor_customer_id: str | None = None
+    #: After this charge: the subscription's status, payments made and next date.
+    status: str
+    payments_made: int
+    payments_total: int | None = None
+    next_payment_date: date | None = None
+    #: Failures: the buyer's update page, the next retry and where dunning ends.
+    update_url: str | None = None
+    next_retry_at: datetime | None = None
+    retry_number: int | None = None
+    final_outcome: str | None = None
+    hard_decline: bool = False
+    #: The dunning decision's e-mail flags (services/billing/dunning/policy.py).
+    email_buyer: bool = False
+    notify_recipients: bool = False
+    test_mode: bool = False
+
+
 @event_model("payment.succeeded", 1)
 class PaymentSucceededV1(_Payload):
     """A payment's outcome is final and successful (a settled bank debit, a renewal)."""
@@ -193,6 +246,7 @@ class PaymentSucceededV1(_Payload):
     source: dict
     email: str | None = None
     succeeded_at: datetime
+    subscription: SubscriptionCharge | None = None
 
 
 @event_model("payment.failed", 1)
@@ -206,6 +260,119 @@ class PaymentFailedV1(_Payload):
     decline_code: str | None = None
     reason: str | None = None
     failed_at: datetime
+    subscription: SubscriptionCharge | None = None
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+@event_model("subscription.updated", 1)
+class SubscriptionUpdatedV1(_Payload):
+    """A subscription was created or changed: a snapshot (apply the highest ``version``).
+
+    ``previous_status`` tells what changed (None on creation) so that subscribers can act
+    on transitions (cancelled, completed) without keeping history."""
+
+    subscription_id: str
+    version: int
+    status: str
+    previous_status: str | None = None
+    email: str | None = None
+    contact_name: str | None = None
+    contact_id: str | None = None
+    company_id: str | None = None
+    deal_ids: list[str] = Field(default_factory=list)
+    currency: str
+    amount: int
+    interval: str
+    payments_total: int | None = None
+    payments_made: int
+    start_date: date
+    next_payment_date: date | None = None
+    end_date: date | None = None
+    source: dict
+    origin_payment_id: str | None = None
+    canceled_at: datetime | None = None
+    ended_at: datetime | None = None
+    test_mode: bool = False
+
+
+@event_model("subscription.reminder_due", 1)
+class SubscriptionReminderDueV1(_Payload):
+    """An automatic charge is coming (PRODUCT §6.4): e-mail the buyer once per charge."""
+
+    subscription_id: str
+    period_index: int
+    charge_date: date
+    amount: int
+    currency: str
+    email: str
+    contact_name: str | None = None
+    lines: list[ChargedLine]
+    interval: str
+    update_url: str
+    test_mode: bool = False
+
+
+# --- invoices ----------------------------------------------------------------------------------
+class InvoiceLine(_Payload):
+    """One line of an invoice: the line math the document prints (PRODUCT §11)."""
+
+    name: str
+    description: str | None = None
+    quantity: int
+    unit_amount: int
+    #: Per unit, already rounded.
+    unit_discount: int = 0
+    #: (unit_amount − unit_discount) × quantity, before tax.
+    amount: int
+    tax: int = 0
+    tax_rate: TaxRateRef | None = None
+    #: The service period this line bills (account-local dates, both included).
+    period_start: date | None = None
+    period_end: date | None = None
+
+
+@event_model("invoice.updated", 1)
+class InvoiceUpdatedV1(_Payload):
+    """An invoice was issued or changed state: a snapshot (apply the highest ``version``).
+
+    Checkout keeps a projection of payable invoices from it (the public page's
+    ``POST /api/invoices/{token}/checkout``); ``token_hash`` (hex SHA-256 of the page's
+    token) is how that endpoint finds it. ``overdue`` is never sent: it is computed on
+    read from ``due_date`` and the account's clock."""
+
+    invoice_id: str
+    version: int
+    number: str
+    status: Literal["draft", "open", "paid", "void", "uncollectible"]
+    previous_status: str | None = None
+    subscription_id: str | None = None
+    period_index: int | None = None
+    currency: str
+    lines: list[InvoiceLine]
+    subtotal: int
+    discount: int = 0
+    tax: int = 0
+    total: int
+    amount_paid: int = 0
+    issue_date: date
+    due_date: date
+    email: str | None = None
+    contact_name: str | None = None
+    contact_id: str | None = None
+    url: str
+    token_hash: str
+    language: str = "en"
+    #: Paying online: off when the merchant turned it off (PRODUCT §6.5).
+    online_payment: bool = True
+    payment_methods: list[str] = Field(default_factory=lambda: ["card"])
+    collect_billing_address: bool = False
+    collect_shipping_address: bool = False
+    #: Paying this invoice saves the payment method for the subscription's later charges.
+    collect_payment_method: bool = False
+    paid_at: datetime | None = None
+    voided_at: datetime | None = None
+    payment_id: str | None = None
+    test_mode: bool = False
 
 
 @event_model("payment.refunded", 1)

@@ -117,6 +117,10 @@ class PaymentProcessor(Protocol):
         """The intent's current state, with its method type and (once reported) fee and net."""
         ...
 
+    async def find_payment_intent(self, metadata_key: str, value: str) -> IntentOutcome | None:
+        """The intent carrying ``metadata[metadata_key] == value``, or None."""
+        ...
+
     async def create_refund(
         self, *, payment_intent_id: str, amount: int, metadata: dict, idempotency_key: str
     ) -> RefundOutcome: ...

@@ -247,6 +247,23 @@ class StripeProcessor(PaymentProcessor):
             raise self._translate(exc) from exc
         return self._intent(obj)
 
+    async def find_payment_intent(self, metadata_key: str, value: str) -> IntentOutcome | None:
+        """The intent whose metadata ``metadata_key`` is ``value`` (our attempt id), if the
+        processor has one: how the reconciler asks about an attempt whose answer was lost.
+        Stripe's search is eventually consistent (about a minute), which is why the
+        reconciler only asks about attempts older than that and still replays with the
+        stored idempotency key when nothing is found."""
+        try:
+            result = await self.client.v1.payment_intents.search_async(
+                params={"query": f"metadata['{metadata_key}']:'{value}'", "limit": 1}
+            )
+        except stripe.StripeError as exc:
+            raise self._translate(exc) from exc
+        data = _plain(result).get("data") or []
+        if not data:
+            return None
+        return await self.retrieve_payment_intent(data[0]["id"])
+
     # -- refunds -----------------------------------------------------------------------------
     @staticmethod
     def _refund(obj: Any) -> RefundOutcome:

@@ -27,7 +27,17 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
 
 SERVICES = ("checkout", "billing", "notifications", "crm_sync")
+#: Long-running process types every service has.
 PROCESSES = ("serve", "worker", "relay")
+#: Process types only some services have (their ``ServiceSpec`` names a module for them).
+EXTRA_PROCESSES = {"billing": ("scheduler",)}
+#: The settings field of the port each process type's /healthz, /readyz and /metrics are on.
+PORT_FIELD = {
+    "serve": "http_port",
+    "worker": "worker_metrics_port",
+    "relay": "relay_metrics_port",
+    "scheduler": "scheduler_metrics_port",
+}
 SETTINGS_CLASSES = {
     "checkout": "services.checkout.settings:CheckoutSettings",
     "billing": "services.billing.settings:BillingSettings",
@@ -58,6 +68,15 @@ KEDA_VARIABLES = frozenset({"KEDA_REDIS_ADDRESS"})
 
 def slug(service: str) -> str:
     return service.replace("_", "-")
+
+
+def processes(service: str) -> tuple[str, ...]:
+    """Every long-running process type of a service (the deployments run each one)."""
+    return PROCESSES + EXTRA_PROCESSES.get(service, ())
+
+
+#: (service, process) of every long-running process of the system.
+SERVICE_PROCESSES = tuple((s, p) for s in SERVICES for p in processes(s))
 
 
 # --- settings ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import subprocess
@@ -13,18 +14,19 @@ from .helpers import (
     COMPOSE_FILE,
     DEPLOY,
     NGINX_CONF,
-    PROCESSES,
+    PORT_FIELD,
+    SERVICE_PROCESSES,
     SERVICES,
     interpolate_defaults,
     known_variables,
+    processes,
     service_default,
     service_prefix,
     slug,
 )
 
 INFRASTRUCTURE = {"postgres", "redis", "migrate", "test-processor", "mail-sink", "router"}
-APP_SERVICES = {f"{slug(s)}-{p}": (s, p) for s in SERVICES for p in PROCESSES}
-PORT_FIELD = {"serve": "http_port", "worker": "worker_metrics_port", "relay": "relay_metrics_port"}
+APP_SERVICES = {f"{slug(s)}-{p}": (s, p) for s, p in SERVICE_PROCESSES}
 
 
 def _env(service: dict) -> dict[str, str]:
@@ -47,6 +49,13 @@ def test_every_service_and_process_type_is_there(compose_services):
         assert (DEPLOY / spec["build"]["context"] / "pyproject.toml").exists(), "build context is the repo root"
 
 
+@pytest.mark.parametrize("service", SERVICES)
+def test_process_types_match_the_entrypoints(service):
+    """A service whose ServiceSpec has a scheduler gets a scheduler process, and only then."""
+    spec = importlib.import_module(f"services.{service}.__main__").SPEC
+    assert ("scheduler" in processes(service)) == (spec.scheduler is not None), service
+
+
 def test_environment_comes_from_the_common_anchor(compose):
     common = compose["x-common-env"]
     for name in [*APP_SERVICES, "migrate"]:
@@ -64,7 +73,8 @@ def test_every_variable_is_a_known_setting(compose_services):
 
 
 def test_workers_and_relays_scale(compose_services):
-    """`docker compose up --scale billing-worker=4`: no fixed names, no fixed host ports."""
+    """`docker compose up --scale billing-worker=4`: no fixed names, no fixed host ports
+    (schedulers too: any number of them is safe)."""
     for name, (_, process) in APP_SERVICES.items():
         spec = compose_services[name]
         assert "container_name" not in spec, name

@@ -20,10 +20,12 @@ import yaml
 from .helpers import (
     K8S,
     KEDA_VARIABLES,
-    PROCESSES,
+    PORT_FIELD,
+    SERVICE_PROCESSES,
     SERVICES,
     k8s_manifests,
     known_variables,
+    processes,
     service_default,
     service_prefix,
     slug,
@@ -94,11 +96,7 @@ def _configured(configmap: dict[str, str], service: str, field: str) -> str:
     return str(value if value is not None else service_default(service, field))
 
 
-PORT_FIELD = {"serve": "http_port", "worker": "worker_metrics_port", "relay": "relay_metrics_port"}
-
-
-@pytest.mark.parametrize("process", PROCESSES)
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize(("service", "process"), SERVICE_PROCESSES, ids=lambda v: v)
 def test_a_deployment_per_service_and_process(objects, configmap, service, process):
     name = f"{slug(service)}-{process}"
     deployment = objects.get(("Deployment", name))
@@ -106,6 +104,7 @@ def test_a_deployment_per_service_and_process(objects, configmap, service, proce
     spec = deployment["spec"]
     pod_labels = spec["template"]["metadata"]["labels"]
     assert spec["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert {"commerce/service": service, "commerce/process": process}.items() <= pod_labels.items()
     container = _container(deployment)
     assert container["image"].split(":")[0] == "commerce"
     assert container.get("command") is None, "the image's ENTRYPOINT (python -m) runs the args"
@@ -125,6 +124,21 @@ def test_a_deployment_per_service_and_process(objects, configmap, service, proce
         assert probe["path"] == path, f"{name}: {probe_name}"
         probe_port = ports[probe["port"]] if isinstance(probe["port"], str) else probe["port"]
         assert probe_port == port, f"{name}: {probe_name} on {probe_port}, the process listens on {port}"
+    annotations = spec["template"]["metadata"].get("annotations", {})
+    assert annotations.get("prometheus.io/scrape") == "true", f"{name}: not scraped"
+    assert annotations.get("prometheus.io/port") == str(port), f"{name}: scraped on another port"
+    assert annotations.get("prometheus.io/path") == "/metrics", name
+
+
+def test_no_process_beyond_the_known_ones(objects):
+    """A Deployment of the commerce image is one of SERVICE_PROCESSES (e.g. no checkout-scheduler)."""
+    expected = {f"{slug(s)}-{p}" for s, p in SERVICE_PROCESSES}
+    found = {
+        name
+        for (kind, name), doc in objects.items()
+        if kind == "Deployment" and _container(doc)["image"].split(":")[0] == "commerce"
+    }
+    assert found == expected
 
 
 def test_workers_leave_the_replica_count_to_keda(objects):
@@ -213,7 +227,7 @@ def test_every_variable_is_a_known_setting(objects, base_manifests):
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_process_gets_its_own_credentials(objects, service):
     prefix = service_prefix(service)
-    for process in PROCESSES:
+    for process in processes(service):
         container = _container(objects[("Deployment", f"{slug(service)}-{process}")])
         names = {e["name"] for e in container["env"]}
         assert {"COMMERCE_SECRET_KEY", f"{prefix}DATABASE_URL", f"{prefix}DATABASE_OWNER_URL"} <= names

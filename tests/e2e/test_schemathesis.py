@@ -80,6 +80,15 @@ PARAM_OBJECTS = {
     "token": "token",
     "slug": "slug",
     "account_id": "account",
+    "subscription_id": "subscription",
+    "invoice_id": "invoice",
+}
+#: Public pages whose ``{token}`` is another object's token than a checkout session's.
+TOKEN_BY_PREFIX = {
+    "/invoices/": "invoice_token",
+    "/api/invoices/": "invoice_token",
+    "/billing/payment-method/": "pm_token",
+    "/api/payment-method/": "pm_token",
 }
 
 
@@ -90,7 +99,15 @@ class World:
     ids: dict[str, str] = field(default_factory=dict)
 
     def path(self, template: str) -> str:
-        return re.sub(r"\{(\w+)\}", lambda m: self.ids[PARAM_OBJECTS[m.group(1)]], template)
+        def value(m: re.Match) -> str:
+            name = m.group(1)
+            if name == "token":
+                for prefix, kind in TOKEN_BY_PREFIX.items():
+                    if template.startswith(prefix):
+                        return self.ids[kind]
+            return self.ids[PARAM_OBJECTS[name]]
+
+        return re.sub(r"\{(\w+)\}", value, template)
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +175,46 @@ async def seed(stack, session: aiohttp.ClientSession, name: str) -> World:
     refund = await api.post(f"/v1/payments/{world.ids['payment']}/refunds", {"amount": 100})
     assert refund.status == 201, refund.body
     world.ids["token"] = await buyer.open(link["url"])  # an open session of the same link
+    plan = await api.post(
+        "/v1/payment_links",
+        {
+            "name": "Seed plan",
+            "currency": "USD",
+            "line_items": [
+                {"name": "Seed plan", "quantity": 1, "unit_amount": 900, "recurring": {"interval": "monthly"}}
+            ],
+        },
+    )
+    assert plan.status == 201, plan.body
+    subscribed = await Buyer(session, base, buyer.processor_url).pay(plan.body["url"], f"sub-{tag}@example.com")
+    assert subscribed.status == 200, subscribed.body
+    invoiced = await api.post(
+        "/v1/subscriptions",
+        {
+            "email": f"invoiced-{tag}@example.com",
+            "currency": "USD",
+            "interval": "monthly",
+            "line_items": [{"name": "Seed service", "quantity": 1, "unit_amount": 1200}],
+            "collection": {"method": "send_invoice", "payment_terms_days": 30},
+        },
+    )
+    assert invoiced.status == 201, invoiced.body
+
+    async def subscription_and_invoice() -> bool:
+        subs = await api.get("/v1/subscriptions?status=active")
+        invoices = await api.get("/v1/invoices")
+        born = [x for x in subs.body["data"] if x["source"]["type"] == "payment_link"]
+        if not born or not invoices.body["data"]:
+            return False
+        world.ids["subscription"] = born[0]["id"]
+        world.ids["invoice"] = invoices.body["data"][0]["id"]
+        world.ids["invoice_token"] = invoices.body["data"][0]["url"].rstrip("/").rsplit("/", 1)[1]
+        return True
+
+    await eventually(subscription_and_invoice, timeout=30, interval=0.2)
+    link_out = await api.post(f"/v1/subscriptions/{world.ids['subscription']}/payment_method_link", {})
+    assert link_out.status in (200, 201), link_out.body
+    world.ids["pm_token"] = link_out.body["url"].rstrip("/").rsplit("/", 1)[1]
 
     async def settled() -> bool:  # every service has recorded the purchase and the refund
         entries = await api.get(f"/v1/ledger_entries?payment_id={world.ids['payment']}")

@@ -36,11 +36,13 @@ SCHEMAS = dict(SERVICES)  # service -> schema
 GLOBAL_TABLES = {"alembic_version"}
 #: SECURITY DEFINER functions bypass row-level security: each one is reviewed, listed here.
 DEFINER_FUNCTIONS = {
-    "checkout": {"authenticate_api_key", "resolve_link_slug", "resolve_session_token"},
-    "billing": {"authenticate_api_key"},
+    "checkout": {"authenticate_api_key", "resolve_link_slug", "resolve_session_token", "resolve_invoice_token"},
+    "billing": {"authenticate_api_key", "resolve_payment_method_token", "resolve_invoice_token"},
     "notifications": {"authenticate_api_key"},
     "crm_sync": {"authenticate_api_key"},
 }
+#: Tables keyed by the account itself (one row each).
+ONE_ROW_PER_ACCOUNT = {"accounts", "invoice_sequences"}
 #: Values for columns whose CHECK constraints a generic value would not satisfy.
 COLUMN_VALUES: dict[str, Any] = {
     "currency": "USD",
@@ -58,6 +60,26 @@ TABLE_VALUES: dict[tuple[str, str], dict[str, Any]] = {
     ("checkout", "refunds"): {"status": "pending", "amount": 1},
     ("checkout", "discount_codes"): {"percent_off": Decimal(10), "code": None},
     ("checkout", "processor_events"): {"status": "received"},
+    ("checkout", "payments"): {"email": "rls@example.com"},
+    ("billing", "subscriptions"): {
+        "status": "active",
+        "collection_method": "charge_automatically",
+        "payments_made": 0,
+    },
+    ("billing", "charges"): {"status": "succeeded"},
+    ("billing", "invoice_sequences"): {"prefix": "RLS", "next": 1},
+    ("billing", "invoices"): {
+        "status": "open",
+        "subtotal": 100,
+        "discount": 0,
+        "tax": 0,
+        "total": 100,
+        "amount_paid": 0,
+        "payment_terms_days": 0,
+        "issue_date": date(2027, 1, 1),
+        "due_date": date(2027, 1, 31),
+    },
+    ("billing", "charge_attempts"): {"status": "succeeded", "trigger": "due"},
 }
 RLS_REFUSED = asyncpg.exceptions.InsufficientPrivilegeError  # SQLSTATE 42501
 
@@ -263,7 +285,7 @@ async def world(owners) -> World:
             async with conn.transaction():
                 for table in w.tables[service]:
                     for account_id, copies in ((w.a, 2), (w.b, 1)):
-                        if table.name == "accounts":
+                        if table.name in ONE_ROW_PER_ACCOUNT:
                             copies = 1
                         # Columns a foreign key fills: from a row of the same account in the referenced table.
                         references: dict[str, Any] = {}
@@ -582,3 +604,28 @@ async def test_r9_database_summary(apps, world, capsys):
         print(f"\nR9 database: tables={tables} rows leaked={leaked}")
     assert tables >= 4 * 6
     assert leaked == 0
+
+
+async def test_billing_token_resolvers_answer_only_for_the_token_given(apps, owners, world):
+    """The update link's and the invoice page's tokens map to one row of one account."""
+    async with owners["billing"].acquire() as conn:
+        subs = await conn.fetch(
+            """UPDATE billing.subscriptions SET pm_token_hash = sha256(convert_to(id, 'UTF8'))
+               WHERE account_id = ANY($1::text[]) RETURNING id, account_id, pm_token_hash""",
+            [world.a, world.b],
+        )
+        invoices = await conn.fetch(
+            """UPDATE billing.invoices SET token_hash = sha256(convert_to(id || ':inv', 'UTF8'))
+               WHERE account_id = ANY($1::text[]) RETURNING id, account_id, token_hash""",
+            [world.a, world.b],
+        )
+    assert subs and invoices
+    async with apps["billing"].acquire() as conn:
+        for sub in subs:
+            rows = await conn.fetch("SELECT * FROM billing.resolve_payment_method_token($1)", sub["pm_token_hash"])
+            assert [tuple(r.values()) for r in rows] == [(sub["account_id"], sub["id"])]
+        for invoice in invoices:
+            rows = await conn.fetch("SELECT * FROM billing.resolve_invoice_token($1)", invoice["token_hash"])
+            assert [tuple(r.values()) for r in rows] == [(invoice["account_id"], invoice["id"])]
+        assert await conn.fetch("SELECT * FROM billing.resolve_payment_method_token($1)", b"\x00" * 32) == []
+        assert await conn.fetch("SELECT * FROM billing.resolve_invoice_token($1)", b"\x00" * 32) == []

@@ -38,6 +38,7 @@ API_PATHS: dict[str, list[str]] = {
         "/api/checkout/tok/complete",
         "/quotes/tok",
         "/api/quotes/tok/checkout",
+        "/api/invoices/tok/checkout",  # an invoice paid online opens a checkout session
         "/webhooks/stripe/acct_1",
         "/assets/checkout/checkout.js",
         # quotes
@@ -68,7 +69,6 @@ API_PATHS: dict[str, list[str]] = {
         "/v1/analytics/subscriptions",
         "/v1/ledger_entries",
         "/invoices/tok",
-        "/api/invoices/tok/checkout",
         "/billing/payment-method/tok",
         "/api/payment-method/tok",
         "/api/payment-method/tok/complete",

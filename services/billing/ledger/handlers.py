@@ -21,7 +21,7 @@ from shared.clock import rfc3339
 from shared.events import EventEnvelope
 from shared.events.models import PaymentFailedV1, PaymentRefundedV1, PaymentSucceededV1, PurchaseCompletedV1
 from shared.ids import new_id
-from shared.inbox import HandlerContext, HandlerRegistry
+from shared.inbox import HandlerContext
 from shared.web.auth import require
 from shared.web.openapi import ListOf, operation
 from shared.web.pagination import ListQuery, list_page
@@ -30,11 +30,11 @@ from shared.web.tx import request_tx
 
 from . import repository as repo
 
-registry = HandlerRegistry("billing")
 routes = web.RouteTableDef()
 
+# The ledger's part of billing's event handlers (registered in services/billing/events.py).
 
-@registry.on("purchase.completed")
+
 async def on_purchase_completed(
     ctx: HandlerContext, conn: asyncpg.Connection, event: PurchaseCompletedV1, envelope: EventEnvelope
 ) -> None:
@@ -54,7 +54,6 @@ async def on_purchase_completed(
     )
 
 
-@registry.on("payment.succeeded")
 async def on_payment_succeeded(
     ctx: HandlerContext, conn: asyncpg.Connection, event: PaymentSucceededV1, envelope: EventEnvelope
 ) -> None:
@@ -73,7 +72,6 @@ async def on_payment_succeeded(
     )
 
 
-@registry.on("payment.failed")
 async def on_payment_failed(
     ctx: HandlerContext, conn: asyncpg.Connection, event: PaymentFailedV1, envelope: EventEnvelope
 ) -> None:
@@ -97,7 +95,6 @@ async def on_payment_failed(
     )
 
 
-@registry.on("payment.refunded")
 async def on_payment_refunded(
     ctx: HandlerContext, conn: asyncpg.Connection, event: PaymentRefundedV1, envelope: EventEnvelope
 ) -> None:

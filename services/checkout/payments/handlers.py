@@ -34,10 +34,11 @@ routes = web.RouteTableDef()
 @routes.get("/v1/payments")
 @operation("List payments", scope="payments:read", query=PaymentList, response=ListOf(PaymentOut))
 async def list_payments(request: web.Request) -> web.Response:
+    """Newest first; filters combine. ``subscription_id`` lists the payments billing took
+    for the subscription (renewals, retries, a new payment method's charge; a failed attempt
+    is a ``failed`` payment), whose ``source`` is ``{"type": "subscription", "id": ...}``."""
     ctx = require(request, "payments:read")
     q = parse_query(request, PaymentList)
-    if q.subscription_id is not None:  # renewal payments are recorded by billing (not yet)
-        return list_page([], q, payment_out)
     async with request_tx(request) as conn:
         rows = await repo.list_payments(
             conn,
@@ -45,6 +46,7 @@ async def list_payments(request: web.Request) -> web.Response:
             status=q.status,
             contact_id=q.contact_id,
             payment_link_id=q.payment_link_id,
+            subscription_id=q.subscription_id,
             created_gte=q.created_gte,
             created_gt=q.created_gt,
             created_lte=q.created_lte,

@@ -33,6 +33,7 @@ async def list_payments(
     status: str | None,
     contact_id: str | None,
     payment_link_id: str | None,
+    subscription_id: str | None = None,
     created_gte: datetime | None = None,
     created_gt: datetime | None = None,
     created_lte: datetime | None = None,
@@ -51,6 +52,7 @@ async def list_payments(
               AND ($8::timestamptz IS NULL OR created_at > $8)
               AND ($9::timestamptz IS NULL OR created_at <= $9)
               AND ($10::timestamptz IS NULL OR created_at < $10)
+              AND ($11::text IS NULL OR (source_type = 'subscription' AND source_id = $11))
             ORDER BY id DESC LIMIT $6""",
         account_id,
         status,
@@ -62,6 +64,50 @@ async def list_payments(
         created_gt,
         created_lte,
         created_lt,
+        subscription_id,
+    )
+
+
+async def record_subscription_payment(conn: asyncpg.Connection, **values: Any) -> asyncpg.Record | None:
+    """Record one of billing's subscription payments (or failed attempts) once, by its id.
+
+    Events repeat and arrive in any order, so the first record stays — except that a
+    ``failed`` record becomes ``succeeded`` when the success is heard (the rule processor
+    webhooks follow too: never moved back). A failure heard after the success changes
+    nothing. Returns the row when it was inserted or moved, else None.
+
+    ``processor_payment_intent_id`` is unique: were a retry made on a failed attempt's
+    intent, the success takes the intent (refunds need it) and the failure keeps none.
+    """
+    account_id, payment_id, intent = values["account_id"], values["id"], values.get("processor_payment_intent_id")
+    if intent and values["status"] == "succeeded":
+        await conn.execute(
+            f"""UPDATE {S}.payments SET processor_payment_intent_id = NULL, updated_at = now()
+                WHERE account_id = $1 AND processor_payment_intent_id = $2 AND id <> $3 AND status = 'failed'""",
+            account_id,
+            intent,
+            payment_id,
+        )
+    elif intent and await conn.fetchval(
+        f"SELECT true FROM {S}.payments WHERE account_id = $1 AND processor_payment_intent_id = $2 AND id <> $3",
+        account_id,
+        intent,
+        payment_id,
+    ):
+        values = {**values, "processor_payment_intent_id": None}
+    columns = ", ".join(values)
+    params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    return await conn.fetchrow(
+        f"""INSERT INTO {S}.payments AS p ({columns}) VALUES ({params})
+            ON CONFLICT (id) DO UPDATE SET
+                status = EXCLUDED.status,
+                processor_payment_intent_id = coalesce(EXCLUDED.processor_payment_intent_id,
+                                                       p.processor_payment_intent_id),
+                processor_customer_id = coalesce(EXCLUDED.processor_customer_id, p.processor_customer_id),
+                updated_at = EXCLUDED.updated_at
+            WHERE p.status = 'failed' AND EXCLUDED.status = 'succeeded'
+            RETURNING *""",
+        *values.values(),
     )
 
 

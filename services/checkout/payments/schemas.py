@@ -36,8 +36,10 @@ class PaymentList(ListQuery):
     Creation time uses Stripe's bracket convention: ``created[gte]``, ``created[gt]``,
     ``created[lte]``, ``created[lt]``, each an RFC 3339 instant with an offset
     (``2025-01-31T00:00:00Z``) or Unix seconds; bounds compare with ``created_at`` (the
-    account's clock). ``subscription_id``: renewals are recorded by billing; checkout's
-    payments are first payments, so this filter returns no payments yet.
+    account's clock). ``subscription_id``: the subscription's automatic payments (renewals,
+    retries, charges of a new payment method; failed attempts as ``failed`` payments), whose
+    ``source`` is ``{"type": "subscription", "id": ...}``; a first payment taken at checkout
+    keeps its link or quote as its source.
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=False)

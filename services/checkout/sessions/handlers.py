@@ -13,7 +13,6 @@ import hmac
 import re
 import secrets
 from datetime import date, timedelta
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from markupsafe import Markup, escape
@@ -26,6 +25,7 @@ from shared.money import exponent
 from shared.processor.registry import config_for
 from shared.web.keys import APP_POOL, EXTRAS, SETTINGS
 from shared.web.openapi import Html, Redirect, operation
+from shared.web.pages import processor_origin, processor_view, security_headers
 from shared.web.problem import Forbidden, Gone, Problem, ValidationProblem
 from shared.web.request import parse_body
 
@@ -44,46 +44,6 @@ from .schemas import (
 )
 
 routes = web.RouteTableDef()
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-STRIPE_JS_ORIGIN = "https://js.stripe.com"
-
-
-def security_headers(processor_origin: str | None = None) -> dict[str, str]:
-    """Strict CSP: no inline script or style; only our assets and the processor's."""
-    script, connect, frame = ["'self'"], ["'self'"], ["'none'"]
-    if processor_origin == STRIPE_JS_ORIGIN:
-        script.append(STRIPE_JS_ORIGIN)
-        connect.append("https://api.stripe.com")
-        frame = [STRIPE_JS_ORIGIN, "https://hooks.stripe.com"]
-    elif processor_origin:  # the test processor serves its script and API from one origin
-        script.append(processor_origin)
-        connect.append(processor_origin)
-    csp = "; ".join(
-        [
-            "default-src 'none'",
-            "script-src " + " ".join(script),
-            "connect-src " + " ".join(connect),
-            "frame-src " + " ".join(frame),
-            "style-src 'self'",
-            "img-src 'self' https: data:",
-            "font-src 'self'",
-            "base-uri 'none'",
-            "form-action 'self'",
-            "frame-ancestors 'none'",
-        ]
-    )
-    return {
-        "Content-Security-Policy": csp,
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-        "Cache-Control": "no-store",
-    }
 
 
 def _page(
@@ -333,14 +293,7 @@ def _processor_view(request: web.Request, account, test_mode: bool = False) -> d
 
 
 def _build_processor_view(request: web.Request, account, test_mode: bool) -> dict:
-    config = config_for(account, request.app[SETTINGS].common, test_mode=test_mode)
-    view = {"type": config.type, "publishable_key": config.publishable_key}
-    if config.type == "test":
-        view["api_base"] = config.browser_api_base
-        view["script_url"] = f"{config.browser_api_base.rstrip('/')}/js.stripe.com/v3/"
-    else:
-        view["script_url"] = f"{STRIPE_JS_ORIGIN}/v3/"
-    return view
+    return processor_view(config_for(account, request.app[SETTINGS].common, test_mode=test_mode))
 
 
 # -- the checkout page, cached per "same page" -------------------------------------------------
@@ -404,7 +357,7 @@ def render_checkout_page(request: web.Request, opened: service.Opened, token: st
     return _page(
         request,
         "checkout.html",
-        headers=security_headers(_origin(processor["script_url"])),
+        headers=security_headers(processor_origin(processor["script_url"])),
         account=account,
         session=session,
         token=token,

@@ -81,9 +81,22 @@ async def list_contacts(
 
 
 async def related(conn: asyncpg.Connection, account_id: str, object_type: str, object_id: str) -> list[asyncpg.Record]:
+    """The records associated with one, sorted by kind and id. Subscriptions come from their
+    projection (billing's snapshots, which say whose they are): a contact's are those of its
+    id, or — while billing knows only the e-mail — of its e-mail (any case); a company's and
+    a deal's are those naming it."""
     return await conn.fetch(
         f"""SELECT related_type, related_id FROM {S}.associations
-            WHERE account_id = $1 AND object_type = $2 AND object_id = $3 ORDER BY related_type, related_id""",
+            WHERE account_id = $1 AND object_type = $2 AND object_id = $3
+            UNION
+            SELECT 'subscription', s.id FROM {S}.subscriptions s
+            WHERE s.account_id = $1 AND CASE $2
+                WHEN 'contact' THEN s.contact_id = $3 OR (s.contact_id IS NULL AND lower(s.email) =
+                    (SELECT lower(c.email) FROM {S}.contacts c WHERE c.account_id = $1 AND c.id = $3))
+                WHEN 'company' THEN s.company_id = $3
+                WHEN 'deal' THEN s.deal_ids @> ARRAY[$3::text]
+                ELSE false END
+            ORDER BY related_type, related_id""",
         account_id,
         object_type,
         object_id,

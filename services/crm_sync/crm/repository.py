@@ -404,3 +404,55 @@ async def deal_contact_ids(conn: asyncpg.Connection, account_id: str, deal_id: s
         deal_id,
     )
     return {r["related_id"] for r in rows}
+
+
+async def payment_has(conn: asyncpg.Connection, account_id: str, payment_id: str, kind: str) -> bool:
+    """Whether the payment is already associated with a record of ``kind`` (by a purchase,
+    an earlier delivery or a merchant)."""
+    found = await conn.fetchval(
+        f"""SELECT true FROM {S}.associations
+            WHERE account_id = $1 AND related_type = 'payment' AND related_id = $2 AND object_type = $3
+            LIMIT 1""",
+        account_id,
+        payment_id,
+        kind,
+    )
+    return bool(found)
+
+
+# -- subscriptions (a projection of billing's) -----------------------------------------------------
+async def apply_subscription(
+    conn: asyncpg.Connection,
+    account_id: str,
+    subscription_id: str,
+    *,
+    version: int,
+    status: str,
+    contact_id: str | None,
+    email: str | None,
+    company_id: str | None,
+    deal_ids: list[str],
+    now: datetime,
+) -> bool:
+    """Keep a snapshot of a subscription if it is newer than the stored one; True if kept."""
+    applied = await conn.fetchval(
+        f"""INSERT INTO {S}.subscriptions AS s
+                (id, account_id, version, status, contact_id, email, company_id, deal_ids, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            ON CONFLICT (id) DO UPDATE SET
+                version = EXCLUDED.version, status = EXCLUDED.status, contact_id = EXCLUDED.contact_id,
+                email = EXCLUDED.email, company_id = EXCLUDED.company_id, deal_ids = EXCLUDED.deal_ids,
+                updated_at = EXCLUDED.updated_at
+            WHERE s.version < EXCLUDED.version
+            RETURNING true""",
+        subscription_id,
+        account_id,
+        version,
+        status,
+        contact_id,
+        email,
+        company_id,
+        deal_ids,
+        now,
+    )
+    return bool(applied)

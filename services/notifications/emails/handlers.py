@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.clock import rfc3339
 from shared.events import EventEnvelope
-from shared.events.models import PaymentFailedV1, PaymentSucceededV1, PurchaseCompletedV1
+from shared.events.models import (
+    PaymentFailedV1,
+    PaymentSucceededV1,
+    PurchaseCompletedV1,
+    SubscriptionCharge,
+    SubscriptionReminderDueV1,
+    SubscriptionUpdatedV1,
+)
 from shared.inbox import HandlerContext, HandlerRegistry
 from shared.web.auth import require
 from shared.web.openapi import ListOf, operation
@@ -21,6 +28,7 @@ from shared.web.tx import request_tx
 
 from . import repository as repo
 from . import service
+from . import subscription_mail as mail
 
 registry = HandlerRegistry("notifications")
 routes = web.RouteTableDef()
@@ -28,6 +36,28 @@ routes = web.RouteTableDef()
 
 async def _send_receipt(ctx: HandlerContext, envelope: EventEnvelope) -> None:
     await service.send_for_fact(ctx, envelope.account_id, f"payment:{envelope.data['payment_id']}")
+
+
+async def _send_failure_notices(ctx: HandlerContext, envelope: EventEnvelope) -> None:
+    # Only billing's subscription attempts produce messages; a failed bank debit sends none.
+    if envelope.data.get("subscription"):
+        await service.send_for_fact(ctx, envelope.account_id, mail.payment_fact(envelope.data["payment_id"]))
+
+
+async def _send_reminder(ctx: HandlerContext, envelope: EventEnvelope) -> None:
+    fact_key = mail.reminder_fact(envelope.data["subscription_id"], envelope.data["period_index"])
+    await service.send_for_fact(ctx, envelope.account_id, fact_key)
+
+
+async def _send_status_notice(ctx: HandlerContext, envelope: EventEnvelope) -> None:
+    data = envelope.data
+    status = mail.status_transition(data["status"], data.get("previous_status"))
+    if status is not None:
+        await service.send_for_fact(ctx, envelope.account_id, mail.status_fact(data["subscription_id"], status))
+
+
+def _charge_related(payment_id: str, sub: SubscriptionCharge) -> dict:
+    return {"payment_id": payment_id, "subscription_id": sub.subscription_id, "attempt_id": sub.attempt_id}
 
 
 @registry.on("purchase.completed", after_commit=_send_receipt)
@@ -41,16 +71,47 @@ async def on_purchase_completed(
 async def on_payment_succeeded(
     ctx: HandlerContext, conn: asyncpg.Connection, event: PaymentSucceededV1, envelope: EventEnvelope
 ) -> None:
-    """A bank debit settled: the receipt held since the purchase is sent now."""
+    """A bank debit settled: the receipt held since the purchase is sent now. A
+    subscription charge: the receipt that explains it and the recipients' notice."""
     await service.settle_messages(conn, envelope, event)
+    if event.subscription is not None:
+        related = _charge_related(event.payment_id, event.subscription)
+        fact_key = mail.payment_fact(event.payment_id)
+        await service.queue_mails(ctx, conn, envelope.account_id, fact_key, mail.renewal_mails, event, related)
 
 
-@registry.on("payment.failed")
+@registry.on("payment.failed", after_commit=_send_failure_notices)
 async def on_payment_failed(
     ctx: HandlerContext, conn: asyncpg.Connection, event: PaymentFailedV1, envelope: EventEnvelope
 ) -> None:
-    """A bank debit failed: the receipt held since the purchase is never sent."""
+    """A bank debit failed: the receipt held since the purchase is never sent. A
+    subscription attempt failed: the buyer's update link and the recipients' notice."""
     await service.settle_messages(conn, envelope, event)
+    if event.subscription is not None:
+        related = _charge_related(event.payment_id, event.subscription)
+        fact_key = mail.payment_fact(event.payment_id)
+        await service.queue_mails(ctx, conn, envelope.account_id, fact_key, mail.failed_payment_mails, event, related)
+
+
+@registry.on("subscription.reminder_due", after_commit=_send_reminder)
+async def on_subscription_reminder_due(
+    ctx: HandlerContext, conn: asyncpg.Connection, event: SubscriptionReminderDueV1, envelope: EventEnvelope
+) -> None:
+    fact_key = mail.reminder_fact(event.subscription_id, event.period_index)
+    related = {"subscription_id": event.subscription_id, "period_index": event.period_index}
+    await service.queue_mails(ctx, conn, envelope.account_id, fact_key, mail.reminder_mails, event, related)
+
+
+@registry.on("subscription.updated", after_commit=_send_status_notice)
+async def on_subscription_updated(
+    ctx: HandlerContext, conn: asyncpg.Connection, event: SubscriptionUpdatedV1, envelope: EventEnvelope
+) -> None:
+    """Only the moves to ``canceled`` and ``completed`` tell the buyer (PRODUCT §8)."""
+    status = mail.status_transition(event.status, event.previous_status)
+    if status is not None:
+        fact_key = mail.status_fact(event.subscription_id, status)
+        related = {"subscription_id": event.subscription_id}
+        await service.queue_mails(ctx, conn, envelope.account_id, fact_key, mail.status_mails, event, related)
 
 
 class EmailList(ListQuery):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 from dramatiq import Retry
@@ -27,6 +29,7 @@ from shared.logging import get_logger
 from . import repository as repo
 from .mailer import PermanentDeliveryError, SmtpMailer
 from .render import METHOD_NAMES, Renderer, build_message, local_date, money
+from .subscription_mail import Mail
 
 log = get_logger(__name__)
 SCHEMA = "notifications"
@@ -114,6 +117,47 @@ async def settle_messages(
     else:
         count = await repo.drop_held(conn, envelope.account_id, fact_key)
     log.info("held messages settled", payment_id=event.payment_id, outcome=outcome, messages=count)
+
+
+async def queue_mails(
+    ctx: HandlerContext,
+    conn: asyncpg.Connection,
+    account_id: str,
+    fact_key: str,
+    build: Callable[[Account, Any], list[Mail]],
+    event: Any,
+    related: dict,
+) -> int:
+    """Render and queue the messages ``build`` plans for this fact (subscription_mail);
+    the ledger keeps one per (fact, kind, recipient). Returns how many are new."""
+    account = await load_account(conn, SCHEMA, account_id)
+    if account is None:
+        # The account's snapshot has not arrived yet: a retry will find it.
+        raise RuntimeError(f"account {account_id} is not known here yet")
+    renderer: Renderer = ctx.extras["renderer"]
+    domain = ctx.settings.from_address.split("@")[-1]
+    queued = 0
+    for mail in build(account, event):
+        rendered = renderer.render(mail.template, account.locale, mail.context)
+        email_id = new_id("email")
+        queued += await repo.queue_email(
+            conn,
+            id=email_id,
+            account_id=account.id,
+            kind=mail.kind,
+            status="queued",
+            fact_key=fact_key,
+            recipient=mail.recipient,
+            subject=rendered.subject,
+            html_body=rendered.html,
+            text_body=rendered.text,
+            locale=account.locale,
+            message_id=f"<{email_id}@{domain}>",
+            related=related,
+            created_at=account.clock.now(),
+        )
+    log.info("messages queued", fact_key=fact_key, messages=queued)
+    return queued
 
 
 async def send_for_fact(ctx: HandlerContext, account_id: str, fact_key: str) -> None:

@@ -1,0 +1,1 @@
+"""Subscription analytics and the dunning dry run, from billing's own tables."""

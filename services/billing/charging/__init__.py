@@ -1,0 +1,1 @@
+"""Automatic charging: the scheduler, the charge job, the reconciler (PRODUCT §6.4)."""

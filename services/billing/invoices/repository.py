@@ -1,0 +1,175 @@
+"""All SQL on ``billing.invoices`` and ``billing.invoice_sequences``.
+
+Batches go in as one JSON array (``jsonb_to_recordset``): one statement inserts every
+invoice of a scheduler pass, one advances every subscription, whatever the batch size.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from ..charging.scheduler import ACCOUNT_NOW, ACCOUNT_TODAY
+from .numbering import Taken, taken_from_next
+
+S = "billing"
+
+# Subscriptions with a payment date to invoice: collected by invoice, or charged
+# automatically but collecting the payment method on the first invoice (until a method
+# is saved). Locked, so two issuers never invoice one subscription at once.
+_DUE = f"""
+SELECT s.*, {ACCOUNT_NOW} AS account_now, {ACCOUNT_TODAY} AS account_today, a.settings AS account_settings
+FROM {S}.subscriptions s JOIN {S}.accounts a ON a.id = s.account_id
+WHERE s.status IN ('scheduled', 'active')
+  AND s.next_payment_date IS NOT NULL
+  AND s.next_payment_date <= {ACCOUNT_TODAY}
+  AND s.amount > 0
+  AND NOT s.cancel_at_period_end
+  AND (s.collection_method = 'send_invoice'
+       OR (s.collection_method = 'charge_automatically' AND s.collect_method_on_first_invoice
+           AND s.payment_method_id IS NULL))
+  AND ($1::text IS NULL OR s.account_id = $1)
+ORDER BY s.next_payment_date, s.id
+LIMIT $2
+FOR UPDATE OF s SKIP LOCKED
+"""
+
+# Take ``k`` numbers per account: the sequence row is created on first use (numbers 1..k)
+# or moved on by k; RETURNING gives the new ``next``. Rows are upserted in account order,
+# so two transactions taking numbers of several accounts never deadlock.
+_TAKE = f"""
+INSERT INTO {S}.invoice_sequences (account_id, prefix, next)
+SELECT t.account_id, t.prefix, 1 + t.k
+FROM unnest($1::text[], $2::text[], $3::int[]) AS t(account_id, prefix, k)
+ORDER BY t.account_id
+ON CONFLICT (account_id) DO UPDATE SET next = {S}.invoice_sequences.next + (EXCLUDED.next - 1)
+RETURNING account_id, prefix, next
+"""
+
+_INSERT = f"""
+INSERT INTO {S}.invoices (
+    id, account_id, number, sequence, subscription_id, period_index, status, issue_date, due_date,
+    payment_terms_days, currency, lines, subtotal, discount, tax, total, token_hash, language, locale,
+    comments, tax_ids, email, contact, contact_id, company_id, billing_address, payment_settings,
+    collect_payment_method, test_mode, issued_at, created_at, updated_at)
+SELECT r.id, r.account_id, r.number, r.sequence, r.subscription_id, r.period_index, 'open', r.issue_date,
+       r.due_date, r.payment_terms_days, r.currency, r.lines, r.subtotal, r.discount, r.tax, r.total,
+       decode(r.token_hash, 'hex'), r.language, r.locale, r.comments, r.tax_ids, r.email,
+       COALESCE(r.contact, '{{}}'), r.contact_id, r.company_id, r.billing_address, r.payment_settings,
+       r.collect_payment_method, r.test_mode, r.at, r.at, r.at
+FROM jsonb_to_recordset($1::jsonb) AS r(
+    id text, account_id text, number text, sequence int, subscription_id text, period_index int,
+    issue_date date, due_date date, payment_terms_days int, currency text, lines jsonb, subtotal bigint,
+    discount bigint, tax bigint, total bigint, token_hash text, language text, locale text, comments text,
+    tax_ids jsonb, email text, contact jsonb, contact_id text, company_id text, billing_address jsonb,
+    payment_settings jsonb, collect_payment_method boolean, test_mode boolean, at timestamptz)
+ORDER BY r.sequence
+RETURNING *
+"""
+
+_ADVANCE = f"""
+UPDATE {S}.subscriptions s
+SET next_index = r.next_index, next_payment_date = r.next_payment_date, status = r.status,
+    version = s.version + 1, updated_at = r.at
+FROM jsonb_to_recordset($1::jsonb) AS r(id text, next_index int, next_payment_date date, status text, at timestamptz)
+WHERE s.id = r.id
+RETURNING s.*
+"""
+
+
+async def due_subscriptions(conn: asyncpg.Connection, *, account_id: str | None, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(_DUE, account_id, limit)
+
+
+async def take_numbers(conn: asyncpg.Connection, wanted: dict[str, tuple[str, int]]) -> dict[str, Taken]:
+    """``wanted``: account id -> (prefix for a new sequence, how many numbers)."""
+    ids = sorted(wanted)
+    rows = await conn.fetch(_TAKE, ids, [wanted[a][0] for a in ids], [wanted[a][1] for a in ids])
+    return {r["account_id"]: taken_from_next(r["prefix"], r["next"], wanted[r["account_id"]][1]) for r in rows}
+
+
+async def insert_invoices(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> list[asyncpg.Record]:
+    return await conn.fetch(_INSERT, rows)
+
+
+async def advance_subscriptions(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> list[asyncpg.Record]:
+    return await conn.fetch(_ADVANCE, rows)
+
+
+async def get(conn: asyncpg.Connection, account_id: str, invoice_id: str, *, lock: bool = False):
+    return await conn.fetchrow(
+        f"SELECT * FROM {S}.invoices WHERE account_id = $1 AND id = $2" + (" FOR UPDATE" if lock else ""),
+        account_id,
+        invoice_id,
+    )
+
+
+async def list_invoices(
+    conn: asyncpg.Connection,
+    account_id: str,
+    *,
+    subscription_id: str | None,
+    status: str | None,
+    limit: int,
+    starting_after: str | None,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"""SELECT * FROM {S}.invoices
+            WHERE account_id = $1
+              AND ($2::text IS NULL OR subscription_id = $2)
+              AND ($3::text IS NULL OR status = $3)
+              AND ($4::text IS NULL OR id < $4)
+            ORDER BY id DESC LIMIT $5""",
+        account_id,
+        subscription_id,
+        status,
+        starting_after,
+        limit,
+    )
+
+
+async def update(conn: asyncpg.Connection, invoice_id: str, changes: dict[str, Any], at: datetime) -> asyncpg.Record:
+    """Apply ``changes`` and bump the version (each change is a new ``invoice.updated``)."""
+    names = list(changes)
+    sets = ", ".join(f"{name} = ${i + 3}" for i, name in enumerate(names))
+    sets = (sets + ", " if sets else "") + "version = version + 1, updated_at = $2"
+    return await conn.fetchrow(
+        f"UPDATE {S}.invoices SET {sets} WHERE id = $1 RETURNING *", invoice_id, at, *(changes[n] for n in names)
+    )
+
+
+async def open_invoices_of(conn: asyncpg.Connection, account_id: str, subscription_id: str) -> int:
+    return await conn.fetchval(
+        f"""SELECT count(*) FROM {S}.invoices
+            WHERE account_id = $1 AND subscription_id = $2 AND status IN ('draft', 'open')""",
+        account_id,
+        subscription_id,
+    )
+
+
+async def cancel_scheduled_charge(
+    conn: asyncpg.Connection, subscription_id: str, period_index: int, at: datetime
+) -> None:
+    """An invoiced period must never also be charged: a charge the charge scheduler made
+    for it in a race (before the subscription moved on) is canceled before it runs (the
+    charge job locks the same row, so one of the two wins cleanly)."""
+    await conn.execute(
+        f"""UPDATE {S}.charges SET status = 'canceled', updated_at = $3
+            WHERE subscription_id = $1 AND period_index = $2 AND status = 'scheduled'""",
+        subscription_id,
+        period_index,
+        at,
+    )
+
+
+async def resolve_token(conn: asyncpg.Connection | asyncpg.Pool, token_hash: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT account_id, invoice_id FROM {S}.resolve_invoice_token($1)", token_hash)
+
+
+async def account_today(conn: asyncpg.Connection, account_id: str):
+    return await conn.fetchval(
+        f"SELECT {ACCOUNT_TODAY} FROM {S}.accounts a WHERE a.id = $1",
+        account_id,
+    )

@@ -1,0 +1,1 @@
+"""Subscriptions: birth, lifecycle, API (PRODUCT §6)."""
