@@ -177,6 +177,9 @@ class TestControls:
     pending: dict[str, list] = field(default_factory=dict)
     #: account id -> events held instead of delivered (webhooks "hold")
     held: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    #: account id -> every off-session charge request billing made (idempotency key,
+    #: attempt, answer), in order: the processor's own ledger for the fault suite.
+    charge_requests: dict[str, list[dict]] = field(default_factory=dict)
     deliveries: int = 0
 
     def of(self, account_id: str | None) -> AccountControls:
@@ -363,7 +366,8 @@ def _patch_resources() -> None:
             return original_initialize(self, on_success, on_failure_now, on_failure_later)
         self.status = "pending"
         intent = PaymentIntent._api_retrieve(self.payment_intent) if self.payment_intent else None
-        account_id = (intent.metadata if intent else self.metadata or {}).get("account_id")
+        meta = (intent.metadata if intent else self.metadata) or {}
+        account_id = meta.get("account_id") or meta.get("commerce_account_id")  # checkout's or billing's
         if intent is not None:
             schedule_webhook(Event("payment_intent.processing", intent))
         schedule_webhook(Event("charge.pending", self))
@@ -479,13 +483,25 @@ async def charge_faults(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     body = await request.read()
     account_id = _form_value(body, "metadata[commerce_account_id]")
-    controls = CONTROLS.accounts.get(account_id or "")
-    if controls is None:
+    if not account_id:
         return await handler(request)
+    record = {
+        "idempotency_key": request.headers.get("Idempotency-Key"),
+        "attempt_id": _form_value(body, "metadata[commerce_attempt_id]"),
+        "charge_id": _form_value(body, "metadata[commerce_charge_id]"),
+        "outcome": None,
+    }
+    CONTROLS.charge_requests.setdefault(account_id, []).append(record)
+    controls = CONTROLS.accounts.get(account_id)
+    if controls is None:
+        response = await handler(request)
+        record["outcome"] = response.status
+        return response
     if controls.force_decline_code and controls.decline_count != 0:
         if controls.decline_count > 0:
             controls.decline_count -= 1
         code = controls.force_decline_code
+        record["outcome"] = f"declined:{code}"
         return web.json_response(
             {
                 "error": {
@@ -498,7 +514,9 @@ async def charge_faults(request: web.Request, handler) -> web.StreamResponse:
             status=402,
         )
     response = await handler(request)
+    record["outcome"] = response.status
     if controls.lose_responses > 0 and response.status == 200:
+        record["outcome"] = "lost"
         controls.lose_responses -= 1
         # The intent exists now; the caller never hears of it.
         raise web.HTTPInternalServerError(text='{"error": {"type": "api_error", "message": "lost"}}')
@@ -557,6 +575,10 @@ async def idempotency_replays(request: web.Request) -> web.Response:
     return web.json_response({"replays": layer.replays, "keys": keys})
 
 
+async def account_charge_requests(request: web.Request) -> web.Response:
+    return web.json_response({"data": CONTROLS.charge_requests.get(request.match_info["account_id"], [])})
+
+
 def build_app(settle_after_seconds: float = 3.0) -> web.Application:
     _patch_store()
     _patch_resources()
@@ -569,6 +591,7 @@ def build_app(settle_after_seconds: float = 3.0) -> web.Application:
     app.middlewares.insert(0, charge_faults)  # outermost: a lost answer was stored first
     app.router.add_get("/v1/payment_intents/search", search_payment_intents)
     app.router.add_get("/_config/accounts/{account_id}/payment_intents", account_payment_intents)
+    app.router.add_get("/_config/accounts/{account_id}/charge_requests", account_charge_requests)
     app.router.add_get("/v1/account", current_account)
     app.router.add_post("/_config/accounts/{account_id}", configure_account)
     app.router.add_post("/_config/accounts/{account_id}/settle", settle_account)

@@ -73,6 +73,8 @@ PARAMS = {
     "company_name": "company_name",
     "deal_id": "deal",
     "pipeline_id": "pipeline",
+    "subscription_id": "subscription",
+    "invoice_id": "invoice",
 }
 
 BY_ID: list[ById] = [
@@ -118,6 +120,17 @@ BY_ID: list[ById] = [
     ById("GET", "/v1/tax_rates/{tax_rate_id}"),
     ById("GET", "/v1/discount_codes/{discount_code_id}"),
     ById("POST", "/v1/discount_codes/{discount_code_id}/deactivate", {}),
+    ById("GET", "/v1/subscriptions/{subscription_id}"),
+    ById("PATCH", "/v1/subscriptions/{subscription_id}", {"metadata": {"by": "intruder"}}),
+    ById("POST", "/v1/subscriptions/{subscription_id}/cancel", {"at_period_end": False}),
+    ById("POST", "/v1/subscriptions/{subscription_id}/pause", {}),
+    ById("POST", "/v1/subscriptions/{subscription_id}/resume", {}),
+    ById("POST", "/v1/subscriptions/{subscription_id}/payment_method_link", {"rotate": True}),
+    ById("GET", "/v1/invoices/{invoice_id}"),
+    ById("GET", "/v1/invoices/{invoice_id}/document"),
+    ById("POST", "/v1/invoices/{invoice_id}/void", {}),
+    ById("POST", "/v1/invoices/{invoice_id}/mark_paid", {}),
+    ById("POST", "/v1/invoices/{invoice_id}/mark_uncollectible", {}),
 ]
 
 LISTS: list[Listing] = [
@@ -156,10 +169,16 @@ LISTS: list[Listing] = [
     Listing("/v1/discount_codes", "discount_code"),
     Listing("/v1/discount_codes?active=true", "discount_code"),
     Listing("/v1/discount_codes?starting_after={discount_code_id}", "discount_code", own=False),
+    Listing("/v1/subscriptions", "subscription"),
+    Listing("/v1/subscriptions?status=active", "subscription"),
+    Listing("/v1/subscriptions?starting_after={subscription_id}", "subscription", own=False),
+    Listing("/v1/invoices", "invoice"),
+    Listing("/v1/invoices?subscription_id={subscription_id}", "invoice"),
+    Listing("/v1/invoices?status=open", "invoice"),
 ]
 
 #: GET endpoints about the caller's own account (no id in the path).
-SINGULAR = ["/v1/account", "/v1/account/processor", "/v1/test_clock"]
+SINGULAR = ["/v1/account", "/v1/account/processor", "/v1/test_clock", "/v1/analytics/subscriptions"]
 
 #: Admin routes that take no object id and list nothing: creating, changing the caller's
 #: own account. Cross-account writes through them are the mass-assignment checks of
@@ -177,6 +196,8 @@ OWN_ACCOUNT_WRITES = {
     ("POST", "/v1/products"),
     ("POST", "/v1/tax_rates"),
     ("POST", "/v1/discount_codes"),
+    ("POST", "/v1/subscriptions"),
+    ("POST", "/v1/analytics/dunning_dry_run"),
 }
 
 
@@ -206,6 +227,8 @@ class Side:
     company_name: str = ""
     deal: str = ""
     pipeline: str = ""
+    subscription: str = ""
+    invoice: str = ""
 
     def value(self, param: str) -> str:
         return getattr(self, PARAMS[param])
@@ -226,6 +249,8 @@ class Side:
             self.company,
             self.deal,
             self.pipeline,
+            self.subscription,
+            self.invoice,
         }
 
 
@@ -335,6 +360,25 @@ async def world(stack, session) -> World:
             made = await api.post(path, body)
             assert made.status == 201, made.body
             setattr(side, kind, made.body["id"])
+    for label, side in w.sides.items():  # a subscription invoiced today: its first invoice
+        api = w.apis[label]
+        sub = await api.post(
+            "/v1/subscriptions",
+            {
+                "email": side.email,
+                "currency": "USD",
+                "interval": "monthly",
+                "line_items": [{"name": f"Service of {label.upper()}", "quantity": 1, "unit_amount": 1200}],
+                "collection": {"method": "send_invoice", "payment_terms_days": 30},
+            },
+        )
+        assert sub.status == 201, sub.body
+        side.subscription = sub.body["id"]
+
+        async def invoice(api=api, side=side):
+            return (await api.get(f"/v1/invoices?subscription_id={side.subscription}")).body["data"]
+
+        side.invoice = (await eventually(invoice, timeout=30))[0]["id"]
     return w
 
 
@@ -454,6 +498,9 @@ async def probe_public(world: World, stack, session, intruder: str, owner: str) 
         f"/checkout/{me.payment}",
         f"/api/checkout/{me.link}",
         f"/api/checkout/{me.payment}",
+        f"/billing/payment-method/{me.subscription}",
+        f"/api/payment-method/{me.subscription}",
+        f"/invoices/{me.invoice}",
     ):
         r = await buyer.api.get(path)
         if r.status != 404:

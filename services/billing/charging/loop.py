@@ -26,7 +26,7 @@ from ..invoices.scheduler import run_pass as issue_invoices
 from ..reminders.scheduler import remind_due
 from ..settings import BillingSettings
 from . import scheduler, transitions
-from .reconciler import reconcile_once
+from .reconciler import PROCESSING_POLL_S, reconcile_once
 from .service import ChargeDeps
 
 log = get_logger(__name__)
@@ -75,7 +75,7 @@ class BillingScheduler:
         async with self.owner_pool.acquire() as conn, conn.transaction():
             await remind_due(conn, self.settings.common)
         t = lap("reminders", t)
-        if time.monotonic() - self._last_reconcile > self.settings.reconcile_after_s / 2:
+        if time.monotonic() - self._last_reconcile > min(self.settings.reconcile_after_s / 2, PROCESSING_POLL_S):
             self._last_reconcile = time.monotonic()
             await reconcile_once(self.owner_pool, self.deps, older_than_s=self.settings.reconcile_after_s)
             lap("reconcile", t)

@@ -27,11 +27,22 @@ from .service import SCHEMA, ChargeDeps, call_processor, record_outcome
 
 log = get_logger(__name__)
 RECONCILE_AFTER_S = 60.0
+#: A processing bank debit is only read (retrieve), never retried: it can be asked often.
+PROCESSING_POLL_S = 5.0
 
 
-async def reconcile_once(owner_pool: asyncpg.Pool, deps: ChargeDeps, *, older_than_s: float, limit: int = 200) -> int:
+async def reconcile_once(
+    owner_pool: asyncpg.Pool,
+    deps: ChargeDeps,
+    *,
+    older_than_s: float,
+    processing_after_s: float = PROCESSING_POLL_S,
+    limit: int = 200,
+) -> int:
     async with owner_pool.acquire() as conn:
-        stale = await repo.stale_attempts(conn, older_than_s=older_than_s, limit=limit)
+        stale = await repo.stale_attempts(
+            conn, pending_after_s=older_than_s, processing_after_s=processing_after_s, limit=limit
+        )
     resolved = 0
     for attempt in stale:
         try:
@@ -51,10 +62,9 @@ async def reconcile_attempt(deps: ChargeDeps, attempt: asyncpg.Record) -> int:
         if outcome.status == "processing":
             return 0
     else:
-        outcome = await processor.find_payment_intent("commerce_attempt_id", attempt["id"])
-        if outcome is None:
-            outcome = await call_processor(processor, attempt)
-        how = "found" if outcome.id else "replayed"
+        found = await processor.find_payment_intent("commerce_attempt_id", attempt["id"])
+        how = "found" if found is not None else "replayed"
+        outcome = found if found is not None else await call_processor(processor, attempt)
         log.info("reconciled attempt", attempt_id=attempt["id"], how=how, status=outcome.status)
     async with tenant_tx(deps.pool, account_id) as conn:
         account = await load_account(conn, SCHEMA, account_id) or account

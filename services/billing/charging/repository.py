@@ -105,13 +105,18 @@ async def attempts_of(conn: asyncpg.Connection, charge_id: str) -> list[asyncpg.
     return await conn.fetch(f"SELECT * FROM {S}.charge_attempts WHERE charge_id = $1 ORDER BY number", charge_id)
 
 
-async def stale_attempts(conn: asyncpg.Connection, *, older_than_s: float, limit: int) -> list[asyncpg.Record]:
-    """Attempts whose outcome is still unknown (pending) or not final (a bank debit
-    processing), oldest first — across accounts (the reconciler's owner connection)."""
+async def stale_attempts(
+    conn: asyncpg.Connection, *, pending_after_s: float, processing_after_s: float, limit: int
+) -> list[asyncpg.Record]:
+    """Attempts whose outcome is unknown (pending for ``pending_after_s``) or not yet
+    final (a bank debit processing for ``processing_after_s``), oldest first — across
+    accounts (the reconciler's owner connection)."""
     return await conn.fetch(
         f"""SELECT * FROM {S}.charge_attempts
-            WHERE status IN ('pending', 'processing') AND written_at < now() - $1 * interval '1 second'
-            ORDER BY written_at LIMIT $2""",
-        older_than_s,
+            WHERE (status = 'pending' AND written_at < now() - $1 * interval '1 second')
+               OR (status = 'processing' AND written_at < now() - $2 * interval '1 second')
+            ORDER BY written_at LIMIT $3""",
+        pending_after_s,
+        processing_after_s,
         limit,
     )
