@@ -147,3 +147,39 @@ async def test_monthly_annual_monthly_items_make_two_subscriptions(api, buyer):
     await advance(api, at("2027-02-10", 1))
     await wait_subscription(api, by_interval["monthly"]["id"], payments_made=2)
     assert (await api.get(f"/v1/subscriptions/{by_interval['annually']['id']}")).body["payments_made"] == 1
+
+
+async def test_a_subscription_is_associated_with_the_contact_and_the_links_deal(api, buyer):
+    pipelines = (await api.get("/v1/pipelines")).body["data"]
+    pipeline = pipelines[0]
+    opening = next(s for s in pipeline["stages"] if s["kind"] == "open")
+    created = await api.post(
+        "/v1/payment_links",
+        {
+            "name": "Plan with a deal",
+            "currency": "USD",
+            "line_items": [recurring_item("monthly", 1200)],
+            "create_deal": {"pipeline": pipeline["id"], "stage": opening["id"]},
+        },
+    )
+    assert created.status == 201, created.body
+    assert (await buyer.pay(created.body["url"], "dealt@example.com", firstname="Dee")).status == 200
+    (sub,) = await eventually(lambda: subscriptions_of(api, "dealt@example.com"))
+
+    async def associated():
+        body = (await api.get(f"/v1/subscriptions/{sub['id']}")).body
+        return body if body["contact_id"] and body["deal_ids"] else None
+
+    linked = await eventually(associated, timeout=20)
+    (deal_id,) = linked["deal_ids"]
+    contact = (await api.get(f"/v1/contacts/{linked['contact_id']}")).body
+    assert contact["email"] == "dealt@example.com"
+
+    async def listed():
+        body = (await api.get(f"/v1/contacts/{linked['contact_id']}/associations")).body
+        return body if sub["id"] in body.get("subscriptions", []) else None
+
+    associations = await eventually(listed, timeout=20)
+    assert deal_id in associations["deals"]
+    by_contact = (await api.get(f"/v1/subscriptions?contact_id={linked['contact_id']}")).body["data"]
+    assert [s["id"] for s in by_contact] == [sub["id"]]

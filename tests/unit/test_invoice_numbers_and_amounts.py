@@ -515,3 +515,33 @@ def test_settings_aliases_and_odd_values():
     assert resolve_settings({"payment_methods": ["cheque"]}, None).payment_methods == ["card"]
     assert resolve_settings({"payment_methods": []}, None).payment_methods == ["card"]
     assert set(PAYMENT_METHODS) == {"card", "us_bank_account", "sepa_debit", "bacs_debit"}
+
+
+def test_a_pause_does_not_use_up_a_fixed_term_of_invoices():
+    """Monthly, 3 payments, invoiced from 2027-01-31; period 0 invoiced, then paused and
+    resumed on 2027-04-15 (position 3, 30 April): two invoices are still to come."""
+    from datetime import date as _date
+
+    from services.billing.invoices.amounts import due_periods
+
+    due = due_periods(
+        anchor=_date(2027, 1, 31),
+        interval="monthly",
+        next_index=3,
+        today=_date(2027, 4, 30),
+        payments_total=3,
+        end_date=None,
+        issued=1,
+    )
+    assert [p.index for p in due.periods] == [3]
+    assert due.next_index == 4 and due.next_payment_date == _date(2027, 5, 31)
+    after = due_periods(
+        anchor=_date(2027, 1, 31),
+        interval="monthly",
+        next_index=4,
+        today=_date(2027, 5, 31),
+        payments_total=3,
+        end_date=None,
+        issued=2,
+    )
+    assert [p.index for p in after.periods] == [4] and after.next_payment_date is None

@@ -278,7 +278,12 @@ async def _on_success(conn, settings, account, charge, sub, attempt, now: dateti
         "next_payment_date": pos.next_payment_date,
         "method_type": attempt["method_type"],
     }
-    if pos.status == "completed":
+    if sub["status"] in lifecycle.ENDED:
+        # Ended while this charge was in flight (the API refuses that, a race could not):
+        # the money was taken and is recorded, the subscription stays ended.
+        log.warning("charge succeeded on an ended subscription", subscription_id=sub["id"], charge_id=charge["id"])
+        changes = {"payments_made": pos.payments_made, "method_type": attempt["method_type"]}
+    if changes.get("status") == "completed":
         changes["ended_at"] = now
     if sub["status"] == "unpaid":  # recovered by the buyer's new method
         changes["canceled_at"] = None

@@ -16,6 +16,8 @@ WHERE s.cancel_at_period_end
   AND s.status IN ('scheduled', 'active', 'past_due', 'unpaid')
   AND (s.next_payment_date IS NULL OR s.next_payment_date <= {ACCOUNT_TODAY})
   AND ($1::text IS NULL OR s.account_id = $1)
+  -- a charge in flight decides first (its success must not land on a canceled subscription)
+  AND NOT EXISTS (SELECT 1 FROM {S}.charges c WHERE c.subscription_id = s.id AND c.status = 'processing')
 LIMIT $2
 FOR UPDATE OF s SKIP LOCKED
 """

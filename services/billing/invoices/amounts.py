@@ -55,8 +55,9 @@ def _period(anchor: date, interval: str, index: int) -> Period:
     return Period(index, nth_date(anchor, interval, index), nth_date(anchor, interval, index + 1) - timedelta(days=1))
 
 
-def _within_terms(index: int, when: date, payments_total: int | None, end_date: date | None) -> bool:
-    return (payments_total is None or index < payments_total) and (end_date is None or when <= end_date)
+def _within_terms(count: int, when: date, payments_total: int | None, end_date: date | None) -> bool:
+    """``count``: how many periods of the fixed term are used before this one."""
+    return (payments_total is None or count < payments_total) and (end_date is None or when <= end_date)
 
 
 def due_periods(
@@ -67,22 +68,28 @@ def due_periods(
     today: date,
     payments_total: int | None,
     end_date: date | None,
+    issued: int | None = None,
     limit: int = MAX_PERIODS_PER_PASS,
 ) -> DuePeriods:
     """The payment dates from ``next_index`` on that have come by ``today`` — each gets an
     invoice on its date — and the next date after them (None: nothing more to invoice).
     Issuing is treated like a charge for the schedule (the next date moves on); the
-    payment is counted when the invoice is paid."""
+    payment is counted when the invoice is paid. A fixed term counts the invoices
+    ``issued`` so far (not voided), not positions: dates skipped by a pause do not use up
+    the term (as charges count payments made). Without ``issued``, the position counts
+    (no pause: the same thing)."""
+    used = next_index if issued is None else issued
     periods: list[Period] = []
     index = next_index
     while len(periods) < limit:
         when = nth_date(anchor, interval, index)
-        if when > today or not _within_terms(index, when, payments_total, end_date):
+        if when > today or not _within_terms(used + len(periods), when, payments_total, end_date):
             break
         periods.append(_period(anchor, interval, index))
         index += 1
     when = nth_date(anchor, interval, index)
-    return DuePeriods(tuple(periods), index, when if _within_terms(index, when, payments_total, end_date) else None)
+    within = _within_terms(used + len(periods), when, payments_total, end_date)
+    return DuePeriods(tuple(periods), index, when if within else None)
 
 
 def lines_for(sub: Any, index: int) -> list[dict]:
@@ -161,7 +168,7 @@ class InvoiceSettings:
 
 def resolve_settings(invoice_settings: dict | None, account_settings: dict | None) -> InvoiceSettings:
     """A subscription's ``invoice_settings`` with the account's defaults (keys documented
-    in /tmp/decisions_invoices.md): language (en | sv, default the account's), locale
+    in docs/decisions.md, 41): language (en | sv, default the account's), locale
     (default per language), comments, tax_ids, online_payment (default on),
     payment_methods (default card), collect_billing_address / collect_shipping_address."""
     inv = invoice_settings or {}

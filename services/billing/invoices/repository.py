@@ -20,7 +20,9 @@ S = "billing"
 # automatically but collecting the payment method on the first invoice (until a method
 # is saved). Locked, so two issuers never invoice one subscription at once.
 _DUE = f"""
-SELECT s.*, {ACCOUNT_NOW} AS account_now, {ACCOUNT_TODAY} AS account_today, a.settings AS account_settings
+SELECT s.*, {ACCOUNT_NOW} AS account_now, {ACCOUNT_TODAY} AS account_today, a.settings AS account_settings,
+       (SELECT count(*) FROM {S}.invoices i WHERE i.subscription_id = s.id AND i.status <> 'void')::int
+           AS invoices_issued
 FROM {S}.subscriptions s JOIN {S}.accounts a ON a.id = s.account_id
 WHERE s.status IN ('scheduled', 'active')
   AND s.next_payment_date IS NOT NULL

@@ -104,6 +104,7 @@ async def issue_batch(
             today=sub["account_today"],
             payments_total=sub["payments_total"],
             end_date=sub["end_date"],
+            issued=sub["invoices_issued"],
         )
         if not due.periods:  # (next_payment_date past the terms: nothing to invoice, stop looking)
             log.warning("due subscription has no period to invoice", subscription_id=sub["id"])

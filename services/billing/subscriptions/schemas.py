@@ -153,6 +153,9 @@ class InvoiceSettingsIn(_Strict):
     accept_online_payment: StrictBool = True
     payment_methods: list[PaymentMethodType] | None = Field(default=None, min_length=1, max_length=4)
     collect_billing_address: StrictBool = False
+    collect_shipping_address: StrictBool = False
+    #: Date and address formats of the document (default: the language's, e.g. sv_SE).
+    locale: Literal["en_US", "en_GB", "sv_SE"] | None = None
 
 
 def _metadata(value: dict[str, str]) -> dict[str, str]:
