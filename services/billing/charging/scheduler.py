@@ -50,7 +50,11 @@ WITH due AS (
       AND NOT s.cancel_at_period_end
       AND s.next_payment_date <= {ACCOUNT_TODAY}
       AND ($1::text IS NULL OR s.account_id = $1)
-    ORDER BY s.next_payment_date
+      -- a pass walks the due subscriptions once (keyset cursor $4, $5) ...
+      AND ($4::date IS NULL OR (s.next_payment_date, s.id) > ($4::date, $5::text))
+      -- ... skipping those whose date already has its charge (in flight, or retrying)
+      AND NOT EXISTS (SELECT 1 FROM {S}.charges c WHERE c.subscription_id = s.id AND c.period_index = s.next_index)
+    ORDER BY s.next_payment_date, s.id
     LIMIT $2
 )
 INSERT INTO {S}.charges (id, account_id, subscription_id, period_index, due_date, amount, currency,
@@ -61,7 +65,7 @@ SELECT 'ch_' || replace(gen_random_uuid()::text, '-', ''), due.account_id, due.i
        CASE WHEN $3 THEN now() END, due.account_now, due.account_now
 FROM due
 ON CONFLICT (subscription_id, period_index) DO NOTHING
-RETURNING id, account_id
+RETURNING id, account_id, due_date, subscription_id
 """
 
 # Charges whose job should be (re)queued: never enqueued, or enqueued longer ago than the
@@ -97,9 +101,21 @@ def charge_messages(rows: list[asyncpg.Record]) -> list[OutgoingMessage]:
 
 
 async def create_due_charges(
-    conn: asyncpg.Connection, *, account_id: str | None = None, limit: int = 50_000, mark_enqueued: bool
+    conn: asyncpg.Connection,
+    *,
+    account_id: str | None = None,
+    limit: int = 50_000,
+    mark_enqueued: bool,
+    after: tuple | None = None,
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(_CREATE_DUE, account_id, limit, mark_enqueued)
+    """Charges for up to ``limit`` due subscriptions after the cursor ``after`` (the
+    (date, subscription id) of the previous batch's last row)."""
+    after_date, after_id = after or (None, None)
+    return await conn.fetch(_CREATE_DUE, account_id, limit, mark_enqueued, after_date, after_id)
+
+
+def cursor_of(rows: list[asyncpg.Record]) -> tuple | None:
+    return max(((r["due_date"], r["subscription_id"]) for r in rows), default=None)
 
 
 async def claim_runnable(
@@ -120,13 +136,15 @@ async def run_pass(pool: asyncpg.Pool, redis, namespace: str, *, lease_s: float,
     """One scheduler pass over every account: new due charges, then anything runnable
     that is not on the queue. Batches until a pass finds less than a batch."""
     created = enqueued = 0
+    after = None
     while True:
         async with pool.acquire() as conn, conn.transaction():
-            rows = await create_due_charges(conn, limit=batch, mark_enqueued=True)
+            rows = await create_due_charges(conn, limit=batch, mark_enqueued=True, after=after)
         enqueued += await enqueue_many(redis, namespace, charge_messages(rows))
         created += len(rows)
         if len(rows) < batch:
             break
+        after = cursor_of(rows)
     while True:
         async with pool.acquire() as conn, conn.transaction():
             rows = await claim_runnable(conn, lease_s=lease_s, limit=batch)

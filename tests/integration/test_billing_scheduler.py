@@ -1,0 +1,140 @@
+"""The billing scheduler's set-based pass against a real database and Redis: every due
+subscription gets one charge job however many batches a pass takes; a second pass (or a
+second scheduler at once) creates nothing; not-yet-due, paused, invoiced and
+method-less subscriptions are left alone; the runnable sweep re-enqueues after the lease."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import date
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from services.billing.charging import scheduler
+
+
+@pytest.fixture
+async def owner(dsn):
+    conn = await asyncpg.connect(dsn("billing", owner=True))
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def pool(dsn):
+    pool = await asyncpg.create_pool(dsn("billing", owner=True), min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def redis(redis_url):
+    client = aioredis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def account(owner) -> str:
+    account_id = f"acct_sched_{uuid.uuid4().hex[:10]}"
+    await owner.execute(
+        "INSERT INTO billing.accounts (id, version, name, test_mode, settings) VALUES ($1, 1, 'Scheduler', true, $2)",
+        account_id,
+        json.dumps({"time_zone": "UTC"}),
+    )
+    return account_id
+
+
+async def add_subscriptions(owner, account_id: str, n: int, *, due: bool = True, **overrides) -> None:
+    values = {
+        "status": "active",
+        "collection_method": "charge_automatically",
+        "payment_method_id": "pm_x",
+        **overrides,
+    }
+    await owner.execute(
+        """INSERT INTO billing.subscriptions
+               (id, account_id, status, currency, interval, start_date, payments_made, next_index,
+                next_payment_date, amount, subtotal, line_items, collection_method, source_type, source_id,
+                payment_method_id, test_mode, created_at, updated_at)
+           SELECT $2 || '_' || g, $1, $3, 'USD', 'monthly', current_date - 31, 1, 1,
+                  CASE WHEN $6 THEN current_date - 1 ELSE current_date + 5 END, 1500, 1500, '[]', $4, 'api', 'x',
+                  $5, true, now(), now()
+           FROM generate_series(1, $7) g""",
+        account_id,
+        f"sub_{uuid.uuid4().hex[:8]}",
+        values["status"],
+        values["collection_method"],
+        values["payment_method_id"],
+        due,
+        n,
+    )
+
+
+async def jobs(redis, namespace: str) -> list[list]:
+    bodies = await redis.hvals(f"{namespace}:billing.msgs")
+    return [json.loads(b)["args"] for b in bodies]
+
+
+async def test_every_due_subscription_gets_one_job_however_many_batches(pool, owner, redis, account):
+    namespace = f"commerce-it-sched-{uuid.uuid4().hex[:8]}"
+    await add_subscriptions(owner, account, 23)
+    await add_subscriptions(owner, account, 4, due=False)
+    await add_subscriptions(owner, account, 3, status="paused")
+    await add_subscriptions(owner, account, 2, collection_method="send_invoice")
+    await add_subscriptions(owner, account, 2, payment_method_id=None)
+    try:
+        first = await scheduler.run_pass(pool, redis, namespace, lease_s=60, batch=5)
+        assert (first.created, first.enqueued) == (23, 23)
+        queued = await jobs(redis, namespace)
+        assert len(queued) == 23 and {a[0] for a in queued} == {account}
+        charges = await owner.fetch(
+            "SELECT subscription_id, period_index FROM billing.charges WHERE account_id = $1", account
+        )
+        assert len(charges) == len({c["subscription_id"] for c in charges}) == 23
+        again = await scheduler.run_pass(pool, redis, namespace, lease_s=60, batch=5)
+        assert (again.created, again.enqueued) == (0, 0)  # a second run creates (and enqueues) nothing
+    finally:
+        await redis.delete(f"{namespace}:billing.msgs", f"{namespace}:billing")
+
+
+async def test_two_schedulers_at_once_create_each_charge_once(pool, owner, redis, account):
+    namespace = f"commerce-it-sched-{uuid.uuid4().hex[:8]}"
+    await add_subscriptions(owner, account, 40)
+    try:
+        results = await asyncio.gather(
+            *(scheduler.run_pass(pool, redis, namespace, lease_s=60, batch=7) for _ in range(3))
+        )
+        assert sum(r.created for r in results) == 40
+        count = await owner.fetchval("SELECT count(*) FROM billing.charges WHERE account_id = $1", account)
+        assert count == 40 and len(await jobs(redis, namespace)) == 40
+    finally:
+        await redis.delete(f"{namespace}:billing.msgs", f"{namespace}:billing")
+
+
+async def test_a_charge_whose_job_was_lost_is_enqueued_again_after_the_lease(pool, owner, redis, account):
+    namespace = f"commerce-it-sched-{uuid.uuid4().hex[:8]}"
+    await add_subscriptions(owner, account, 2)
+    try:
+        await scheduler.run_pass(pool, redis, namespace, lease_s=60, batch=10)
+        await redis.delete(f"{namespace}:billing.msgs", f"{namespace}:billing")  # Redis lost them
+        assert (await scheduler.run_pass(pool, redis, namespace, lease_s=60, batch=10)).enqueued == 0
+        await owner.execute(
+            "UPDATE billing.charges SET enqueued_at = now() - interval '61 seconds' WHERE account_id = $1", account
+        )
+        assert (await scheduler.run_pass(pool, redis, namespace, lease_s=60, batch=10)).enqueued == 2
+    finally:
+        await redis.delete(f"{namespace}:billing.msgs", f"{namespace}:billing")
+
+
+def test_the_cursor_is_the_last_row_of_a_batch():
+    rows = [
+        {"due_date": date(2027, 1, 2), "subscription_id": "sub_b"},
+        {"due_date": date(2027, 1, 3), "subscription_id": "sub_a"},
+        {"due_date": date(2027, 1, 3), "subscription_id": "sub_c"},
+    ]
+    assert scheduler.cursor_of(rows) == (date(2027, 1, 3), "sub_c") and scheduler.cursor_of([]) is None
