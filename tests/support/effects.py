@@ -320,3 +320,316 @@ class EffectsLedger:
         assert report.ok, report.details()
         assert report.purchases >= min_purchases, report.details()
         return report
+
+
+# -- billing's subscription charges (TARGETS R1–R3) ------------------------------------------------
+CHARGE_EFFECTS = ("charge", "attempt", "event", "payment", "ledger", "receipt", "crm")
+
+
+@dataclass
+class DueCharge:
+    subscription_id: str
+    period_index: int
+    charge_id: str | None = None
+    payment_ids: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHARGE_EFFECTS, 0))
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ChargeEffectsReport:
+    label: str
+    charges: int
+    lost: int
+    doubled: int
+    problems: list[str]
+    undelivered_events: int
+    unsent_emails: int
+    #: Charges not in a final state, and attempts whose outcome is not recorded.
+    unresolved: int
+    totals: dict[str, int]
+    #: idempotency key -> the due charge it belongs to (``commerce:<charge>:<n>``).
+    keys: dict[str, str] = field(default_factory=dict)
+    settle_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.doubled == 0
+
+    def summary(self) -> str:
+        totals = " ".join(f"{name}s={self.totals.get(name, 0)}" for name in CHARGE_EFFECTS)
+        return (
+            f"{self.label} effects: charges={self.charges} lost={self.lost} doubled={self.doubled} "
+            f"({totals}; settled in {self.settle_seconds:.1f} s)"
+        )
+
+    def details(self, limit: int = 25) -> str:
+        lines = [self.summary()]
+        lines += [f"  - {p}" for p in self.problems[:limit]]
+        if len(self.problems) > limit:
+            lines.append(f"  … and {len(self.problems) - limit} more")
+        return "\n".join(lines)
+
+
+class ChargeLedger:
+    """The checker of billing's automatic charges: every due (subscription, payment index)
+    must have, exactly once,
+
+    ==========  ================================================================
+    charge      a succeeded PaymentIntent at the test processor whose metadata names
+                the charge (``commerce_charge_id``; the processor's own ledger)
+    attempt     a ``billing.charge_attempts`` row recorded ``succeeded`` with that intent
+    event       a ``payment.succeeded`` row in billing's outbox for the payment
+    payment     a ``checkout.payments`` row (``/v1/payments?subscription_id=``)
+    ledger      a ``billing.ledger_entries`` settlement of the payment
+    receipt     an ``.eml`` in the SMTP sink whose Message-ID is the payment's receipt
+                row in ``notifications.emails`` (which must say ``sent``)
+    crm         a ``crm_sync.associations`` payment → contact
+    ==========  ================================================================
+
+    ``lost`` counts missing (charge, effect) pairs — a due period with no succeeded
+    charge counts for every effect; ``doubled`` counts effects beyond the first, and a
+    succeeded intent at the processor that names no due charge.
+    """
+
+    def __init__(self, stack: Stack, label: str, account_id: str, due: list[tuple[str, int]]) -> None:
+        self.stack = stack
+        self.label = label
+        self.account_id = account_id
+        self.due = list(due)
+        self._effects = EffectsLedger(stack, label)  # its connections and mail reader
+
+    @classmethod
+    async def next_payments(
+        cls, stack: Stack, label: str, account_id: str, count: int, *, periods: int = 1, timeout: float = 120.0
+    ) -> ChargeLedger:
+        """Once ``count`` subscriptions of the account are active with a saved payment
+        method, a checker whose due charges are each one's next ``periods`` automatic
+        payments (the test moves the clock past them)."""
+        probe = EffectsLedger(stack, label)
+        deadline = time.monotonic() + timeout
+        while True:
+            (rows,) = await probe._fetch(
+                "billing",
+                (
+                    """SELECT id, next_index FROM billing.subscriptions
+                       WHERE account_id = $1 AND status = 'active' AND payment_method_id IS NOT NULL
+                         AND next_payment_date IS NOT NULL ORDER BY id""",
+                    (account_id,),
+                ),
+            )
+            if len(rows) >= count:
+                due = [(r["id"], r["next_index"] + i) for r in rows for i in range(periods)]
+                return cls(stack, label, account_id, due)
+            assert time.monotonic() < deadline, f"only {len(rows)} of {count} subscriptions are active"
+            await asyncio.sleep(0.5)
+
+    @property
+    def processor_url(self) -> str:
+        return f"http://127.0.0.1:{self.stack.config.ports.test_processor}"
+
+    async def processor_intents(self) -> list[dict]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            async with http.get(f"{self.processor_url}/_config/accounts/{self.account_id}/payment_intents") as r:
+                assert r.status == 200, f"listing the account's PaymentIntents: {r.status}"
+                return (await r.json())["data"]
+
+    async def replays(self, prefix: str = "commerce:") -> dict[str, int]:
+        """Replays of each idempotency key at the processor (the same key sent again)."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            async with http.get(f"{self.processor_url}/_config/idempotency", params={"prefix": prefix}) as r:
+                assert r.status == 200, f"reading the processor's replay counts: {r.status}"
+                return (await r.json())["keys"]
+
+    async def observe(self) -> ChargeEffectsReport:
+        fetch, account = self._effects._fetch, self.account_id
+        (charges, attempts, events, ledger) = await fetch(
+            "billing",
+            (
+                "SELECT id, subscription_id, period_index, status FROM billing.charges WHERE account_id = $1",
+                (account,),
+            ),
+            (
+                """SELECT id, charge_id, number, status, idempotency_key, payment_id, processor_payment_intent_id
+                   FROM billing.charge_attempts WHERE account_id = $1""",
+                (account,),
+            ),
+            (
+                """SELECT envelope->'data'->>'payment_id' AS payment_id, count(*) AS n FROM billing.outbox
+                   WHERE account_id = $1 AND type = 'payment.succeeded' GROUP BY 1""",
+                (account,),
+            ),
+            (
+                """SELECT payment_id, count(*) AS n FROM billing.ledger_entries
+                   WHERE account_id = $1 AND kind = 'settlement' GROUP BY 1""",
+                (account,),
+            ),
+        )
+        (payments,) = await fetch(
+            "checkout",
+            (
+                """SELECT id, status, processor_payment_intent_id FROM checkout.payments
+                   WHERE account_id = $1 AND source_type = 'subscription'""",
+                (account,),
+            ),
+        )
+        (emails,) = await fetch(
+            "notifications",
+            (
+                """SELECT related->>'payment_id' AS payment_id, status, message_id FROM notifications.emails
+                   WHERE account_id = $1 AND kind = 'receipt'""",
+                (account,),
+            ),
+        )
+        (crm,) = await fetch(
+            "crm_sync",
+            (
+                """SELECT a.related_id AS payment_id, count(*) AS n FROM crm_sync.associations a
+                   JOIN crm_sync.contacts c ON c.account_id = a.account_id AND c.id = a.object_id
+                   WHERE a.account_id = $1 AND a.related_type = 'payment' AND a.object_type = 'contact'
+                   GROUP BY 1""",
+                (account,),
+            ),
+        )
+        undelivered = 0
+        for schema in SCHEMAS:
+            (rows,) = await fetch(
+                schema,
+                (
+                    f"SELECT count(*) AS n FROM {schema}.outbox WHERE delivered_at IS NULL AND account_id = $1",
+                    (account,),
+                ),
+            )
+            undelivered += rows[0]["n"]
+        intents = await self.processor_intents()
+        mail = self._effects._mail_files()
+
+        charge_of = {(c["subscription_id"], c["period_index"]): c for c in charges}
+        attempts_of: dict[str, list] = defaultdict(list)
+        for a in attempts:
+            attempts_of[a["charge_id"]].append(a)
+        intents_of: dict[str, list[dict]] = defaultdict(list)
+        due_ids = {charge_of[d]["id"] for d in self.due if d in charge_of}
+        problems: list[str] = []
+        lost = doubled = 0
+        for intent in intents:
+            if intent.get("status") != "succeeded":
+                continue
+            charge_id = (intent.get("metadata") or {}).get("commerce_charge_id")
+            if charge_id in due_ids:
+                intents_of[charge_id].append(intent)
+            else:  # money taken for nothing that was due
+                problems.append(f"succeeded PaymentIntent {intent['id']} names charge {charge_id}, which was not due")
+                doubled += 1
+        events_of = {r["payment_id"]: r["n"] for r in events}
+        ledger_of = {r["payment_id"]: r["n"] for r in ledger}
+        crm_of = {r["payment_id"]: r["n"] for r in crm}
+        payments_of: dict[str, list] = defaultdict(list)
+        for p in payments:
+            payments_of[p["id"]].append(p)
+        emails_of: dict[str, list] = defaultdict(list)
+        for e in emails:
+            emails_of[e["payment_id"]].append(e)
+
+        keys: dict[str, str] = {}
+        unresolved = 0
+        report_charges: list[DueCharge] = []
+        for subscription_id, period_index in self.due:
+            d = DueCharge(subscription_id, period_index)
+            report_charges.append(d)
+            row = charge_of.get((subscription_id, period_index))
+            if row is None:
+                problems.append(f"subscription {subscription_id} payment {period_index}: no charge at all")
+                lost += len(CHARGE_EFFECTS)
+                continue
+            d.charge_id = row["id"]
+            if row["status"] not in ("succeeded", "failed", "canceled"):
+                unresolved += 1
+                d.notes.append(f"charge is {row['status']}")
+            own = attempts_of.get(row["id"], [])
+            unresolved += sum(1 for a in own if a["status"] in ("pending", "processing"))
+            for a in own:
+                keys[a["idempotency_key"]] = row["id"]
+            succeeded = [a for a in own if a["status"] == "succeeded"]
+            d.payment_ids = [a["payment_id"] for a in succeeded]
+            charged = intents_of.get(row["id"], [])
+            c = d.counts
+            c["charge"] = len(charged)
+            c["attempt"] = len(succeeded)
+            c["event"] = sum(events_of.get(pid, 0) for pid in d.payment_ids)
+            rows = [p for pid in d.payment_ids for p in payments_of.get(pid, [])]
+            c["payment"] = sum(1 for p in rows if p["status"] == "succeeded")
+            c["ledger"] = sum(ledger_of.get(pid, 0) for pid in d.payment_ids)
+            c["crm"] = sum(crm_of.get(pid, 0) for pid in d.payment_ids)
+            receipt_rows = [e for pid in d.payment_ids for e in emails_of.get(pid, [])]
+            c["receipt"] = sum(mail.get(e["message_id"], 0) for e in receipt_rows)
+            intent_ids = {i["id"] for i in charged}
+            for a in succeeded:
+                if intent_ids and a["processor_payment_intent_id"] not in intent_ids:
+                    d.notes.append(f"attempt {a['id']} recorded {a['processor_payment_intent_id']}, not a charge")
+                    lost += 1
+            for p in rows:
+                if intent_ids and p["processor_payment_intent_id"] not in intent_ids:
+                    d.notes.append(f"payment {p['id']} points at {p['processor_payment_intent_id']}, not a charge")
+                    lost += 1
+            missing = [name for name in CHARGE_EFFECTS if c[name] == 0]
+            unsent = [e for e in receipt_rows if e["status"] != "sent"]
+            if c["receipt"] and unsent:
+                missing.append("receipt (row not sent)")
+            if len(receipt_rows) > 1 and c["receipt"] <= 1:  # queued twice, delivered once
+                d.notes.append(f"{len(receipt_rows)} receipt rows")
+                doubled += len(receipt_rows) - 1
+            extra = {name: c[name] - 1 for name in CHARGE_EFFECTS if c[name] > 1}
+            lost += len(missing)
+            doubled += sum(extra.values())
+            if missing or extra or d.notes:
+                problems.append(
+                    f"charge {row['id']} (subscription {subscription_id} payment {period_index}, "
+                    f"payments {', '.join(d.payment_ids) or '-'}): "
+                    + ", ".join([f"missing {m}" for m in missing] + [f"{c[k]} × {k}" for k in extra] + d.notes)
+                )
+        totals = {name: sum(d.counts[name] for d in report_charges) for name in CHARGE_EFFECTS}
+        unsent_emails = sum(1 for e in emails if e["status"] in ("queued", "sending", "failed"))
+        return ChargeEffectsReport(
+            label=self.label,
+            charges=len(self.due),
+            lost=lost,
+            doubled=doubled,
+            problems=problems,
+            undelivered_events=undelivered,
+            unsent_emails=unsent_emails,
+            unresolved=unresolved,
+            totals=totals,
+            keys=keys,
+        )
+
+    async def settle(self, timeout: float = 120.0, quiet: float = 2.0) -> ChargeEffectsReport:
+        """Wait until every due charge is final with all its effects, every event is
+        acknowledged and every receipt sent (or ``timeout``), then a little longer so
+        late duplicates are counted too."""
+        started = time.monotonic()
+        deadline = started + timeout
+        while True:
+            report = await self.observe()
+            done = (
+                report.lost == 0
+                and report.unresolved == 0
+                and report.undelivered_events == 0
+                and report.unsent_emails == 0
+            )
+            if done or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(quiet)
+        report = await self.observe()
+        report.settle_seconds = time.monotonic() - started
+        return report
+
+    async def check_exactly_once(self, timeout: float = 120.0) -> ChargeEffectsReport:
+        """Settle, print the one-line summary, and assert nothing was lost or doubled."""
+        report = await self.settle(timeout)
+        print("\n" + report.summary(), flush=True)
+        assert report.ok, report.details()
+        assert report.unresolved == 0, report.details()
+        assert report.charges == len(self.due) and report.charges > 0, report.details()
+        return report
