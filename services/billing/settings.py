@@ -22,6 +22,6 @@ class BillingSettings(ServiceSettings):
     scheduler_interval_s: float = Field(default=1.0, gt=0)
     #: A charge put on the queue that has not finished after this long is enqueued again
     #: (its message was lost); the job is idempotent, so an extra copy is harmless.
-    charge_enqueue_lease_s: float = Field(default=60.0, gt=0)
+    charge_enqueue_lease_s: float = Field(default=300.0, gt=0)
     #: Attempts without a final outcome after this long are resolved by asking the processor.
     reconcile_after_s: float = Field(default=60.0, gt=0)

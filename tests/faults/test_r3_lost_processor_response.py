@@ -152,3 +152,45 @@ async def test_r3_lost_processor_responses_are_resolved_with_the_stored_key(faul
     assert all(replays.get(a["idempotency_key"], 0) >= NETWORK_RETRIES for a in late)
     assert all(reconciled.get(a["id"]) == "found" for a in late), reconciled
     assert lost_in_phase_2 >= len(late) * (NETWORK_RETRIES + 1)
+
+    # The charge checker can fail (as tests/faults/test_effects_checker.py shows for the
+    # purchase checker): one settlement deleted (lost), one receipt delivered twice and
+    # one due charge charged again at the processor (doubled) — exactly those are counted.
+    await _tamper(fs, account_id, job_attempt, late[0])
+    tampered = await charges.observe()
+    print("R3 checker after tampering: " + tampered.details())
+    assert (tampered.lost, tampered.doubled) == (1, 2), tampered.details()
+
+
+async def _tamper(fs, account_id: str, first: dict, second: dict) -> None:
+    import shutil
+
+    from shared.processor.registry import TEST_SECRET_KEY
+
+    (pay_1,) = await fs.sql("billing", "SELECT payment_id FROM billing.charge_attempts WHERE id = $1", first["id"])
+    (pay_2,) = await fs.sql("billing", "SELECT payment_id FROM billing.charge_attempts WHERE id = $1", second["id"])
+    await fs.sql(
+        "billing",
+        "DELETE FROM billing.ledger_entries WHERE kind = 'settlement' AND payment_id = $1",
+        pay_1["payment_id"],
+    )
+    (receipt,) = await fs.sql(
+        "notifications",
+        "SELECT message_id FROM notifications.emails WHERE kind = 'receipt' AND related->>'payment_id' = $1",
+        pay_2["payment_id"],
+    )
+    (eml,) = [p for p in fs.config.mail_dir.glob("*.eml") if receipt["message_id"].encode() in p.read_bytes()]
+    shutil.copy(eml, eml.with_name("9" + eml.name))
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TEST_SECRET_KEY}"}) as http:
+        async with http.post(
+            f"{fs.processor_url}/v1/payment_intents",
+            data={
+                "amount": "990",
+                "currency": "usd",
+                "payment_method": "pm_card_visa",
+                "confirm": "true",
+                "metadata[commerce_account_id]": account_id,
+                "metadata[commerce_charge_id]": second["charge_id"],
+            },
+        ) as r:
+            assert r.status == 200 and (await r.json())["status"] == "succeeded", await r.text()

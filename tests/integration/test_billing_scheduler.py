@@ -138,3 +138,18 @@ def test_the_cursor_is_the_last_row_of_a_batch():
         {"due_date": date(2027, 1, 3), "subscription_id": "sub_c"},
     ]
     assert scheduler.cursor_of(rows) == (date(2027, 1, 3), "sub_c") and scheduler.cursor_of([]) is None
+
+
+async def test_a_pass_never_requeues_what_it_queued_itself(pool, owner, redis, account):
+    """Even with a lease shorter than the pass (here 0 s), the charges this pass created
+    are not claimed again by its own sweep (the lease counts from the pass's start)."""
+    namespace = f"commerce-it-sched-{uuid.uuid4().hex[:8]}"
+    await add_subscriptions(owner, account, 12)
+    try:
+        result = await scheduler.run_pass(pool, redis, namespace, lease_s=0, batch=5)
+        assert result.created == 12
+        # (other tests' charges, queued before this pass, are re-queued: their lease of 0 s ran out)
+        mine = [args[1] for args in await jobs(redis, namespace) if args[0] == account]
+        assert len(mine) == len(set(mine)) == 12
+    finally:
+        await redis.delete(f"{namespace}:billing.msgs", f"{namespace}:billing")

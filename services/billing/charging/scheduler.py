@@ -20,6 +20,7 @@ clock) in its own time zone: a payment date is due from the start of that local 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -76,7 +77,8 @@ UPDATE {S}.charges c SET enqueued_at = now()
 FROM (
     SELECT c2.id FROM {S}.charges c2 JOIN {S}.accounts a ON a.id = c2.account_id
     WHERE c2.status IN ('scheduled', 'processing', 'retrying')
-      AND (c2.enqueued_at IS NULL OR c2.enqueued_at < now() - $2 * interval '1 second')
+      -- the lease counts from the pass's start: what this pass queued is never re-queued by it
+      AND (c2.enqueued_at IS NULL OR c2.enqueued_at < COALESCE($4, now()) - $2 * interval '1 second')
       AND c2.run_at <= {ACCOUNT_NOW}
       AND ($1::text IS NULL OR c2.account_id = $1)
     ORDER BY c2.run_at
@@ -119,9 +121,14 @@ def cursor_of(rows: list[asyncpg.Record]) -> tuple | None:
 
 
 async def claim_runnable(
-    conn: asyncpg.Connection, *, account_id: str | None = None, lease_s: float, limit: int = 50_000
+    conn: asyncpg.Connection,
+    *,
+    account_id: str | None = None,
+    lease_s: float,
+    limit: int = 50_000,
+    pass_started: datetime | None = None,
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(_CLAIM_RUNNABLE, account_id, lease_s, limit)
+    return await conn.fetch(_CLAIM_RUNNABLE, account_id, lease_s, limit, pass_started)
 
 
 async def schedule_for_account(conn: asyncpg.Connection, account_id: str) -> int:
@@ -137,6 +144,7 @@ async def run_pass(pool: asyncpg.Pool, redis, namespace: str, *, lease_s: float,
     that is not on the queue. Batches until a pass finds less than a batch."""
     created = enqueued = 0
     after = None
+    pass_started = await pool.fetchval("SELECT clock_timestamp()")
     while True:
         async with pool.acquire() as conn, conn.transaction():
             rows = await create_due_charges(conn, limit=batch, mark_enqueued=True, after=after)
@@ -147,7 +155,7 @@ async def run_pass(pool: asyncpg.Pool, redis, namespace: str, *, lease_s: float,
         after = cursor_of(rows)
     while True:
         async with pool.acquire() as conn, conn.transaction():
-            rows = await claim_runnable(conn, lease_s=lease_s, limit=batch)
+            rows = await claim_runnable(conn, lease_s=lease_s, limit=batch, pass_started=pass_started)
         enqueued += await enqueue_many(redis, namespace, charge_messages(rows))
         if len(rows) < batch:
             break
