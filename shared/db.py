@@ -102,3 +102,11 @@ async def system_tx(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
 async def set_tenant(conn: asyncpg.Connection, account_id: str) -> None:
     """Switch the tenant inside an already open transaction."""
     await conn.execute("SELECT set_config('app.account_id', $1, true)", account_id)
+
+
+def assignments(changes: dict[str, Any], *fixed: str, first: int) -> tuple[str, list[Any]]:
+    """``col = $n, …`` for a partial UPDATE (column names come from code, never input),
+    numbered from ``$first``, followed by ``fixed`` assignments; and the values in order."""
+    names = list(changes)
+    parts = [f"{name} = ${first + i}" for i, name in enumerate(names)] + list(fixed)
+    return ", ".join(parts), [changes[name] for name in names]

@@ -28,7 +28,7 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -57,6 +57,30 @@ def notify_channel(schema: str) -> str:
     return f"{schema}_outbox"
 
 
+def _outbox_row(
+    *, producer: str, account_id: str, event: BaseModel, occurred_at: datetime, correlation_id: str | None
+) -> dict:
+    event_type = type(event).event_type  # type: ignore[attr-defined]
+    envelope = EventEnvelope(
+        id=new_id("evt"),
+        type=event_type,
+        version=type(event).event_version,  # type: ignore[attr-defined]
+        account_id=account_id,
+        producer=producer,
+        occurred_at=occurred_at,
+        correlation_id=correlation_id or current_correlation_id(),
+        data=event.model_dump(mode="json"),
+    )
+    return {
+        "event_id": envelope.id,
+        "account_id": account_id,
+        "type": event_type,
+        "version": envelope.version,
+        "envelope": envelope.model_dump(mode="json"),
+        "pending": list(subscribers_of(event_type)),
+    }
+
+
 async def publish_event(
     conn: asyncpg.Connection,
     *,
@@ -68,33 +92,51 @@ async def publish_event(
     correlation_id: str | None = None,
 ) -> str:
     """Write ``event`` to the outbox inside the caller's transaction; returns its id."""
-    event_type = type(event).event_type  # type: ignore[attr-defined]
-    version = type(event).event_version  # type: ignore[attr-defined]
-    envelope = EventEnvelope(
-        id=new_id("evt"),
-        type=event_type,
-        version=version,
-        account_id=account_id,
-        producer=producer,
-        occurred_at=occurred_at,
-        correlation_id=correlation_id or current_correlation_id(),
-        data=event.model_dump(mode="json"),
+    row = _outbox_row(
+        producer=producer, account_id=account_id, event=event, occurred_at=occurred_at, correlation_id=correlation_id
     )
-    pending = list(subscribers_of(event_type))
     await conn.execute(
         f"""
         INSERT INTO {schema}.outbox (event_id, account_id, type, version, envelope, pending,
                                      delivered_at)
         VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN cardinality($6::text[]) = 0 THEN now() END)
         """,
-        envelope.id,
-        account_id,
-        event_type,
-        version,
-        envelope.model_dump(mode="json"),
-        pending,
+        row["event_id"],
+        row["account_id"],
+        row["type"],
+        row["version"],
+        row["envelope"],
+        row["pending"],
     )
-    return envelope.id
+    return row["event_id"]
+
+
+async def publish_many(
+    conn: asyncpg.Connection,
+    *,
+    schema: str,
+    producer: str,
+    events: Sequence[tuple[str, BaseModel, datetime]],
+) -> list[str]:
+    """`publish_event` for a batch of ``(account_id, event, occurred_at)``: one statement,
+    in order, inside the caller's transaction (set-based writers: schedulers)."""
+    rows = [
+        _outbox_row(producer=producer, account_id=a, event=e, occurred_at=at, correlation_id=None)
+        for a, e, at in events
+    ]
+    if rows:
+        await conn.execute(
+            f"""
+            INSERT INTO {schema}.outbox (event_id, account_id, type, version, envelope, pending, delivered_at)
+            SELECT r.event_id, r.account_id, r.type, r.version, r.envelope,
+                   ARRAY(SELECT jsonb_array_elements_text(r.pending)),
+                   CASE WHEN jsonb_array_length(r.pending) = 0 THEN now() END
+            FROM jsonb_to_recordset($1::jsonb)
+                AS r(event_id text, account_id text, type text, version int, envelope jsonb, pending jsonb)
+            """,
+            rows,
+        )
+    return [r["event_id"] for r in rows]
 
 
 async def acknowledge(redis, *, namespace: str, producer: str, event_id: str, actor_name: str) -> None:

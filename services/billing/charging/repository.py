@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.db import assignments
+
 S = "billing"
 FINAL_CHARGE_STATUSES = ("succeeded", "failed", "canceled")
 
@@ -60,14 +62,8 @@ async def latest_charge(conn: asyncpg.Connection, account_id: str, subscription_
 
 
 async def update_charge(conn: asyncpg.Connection, charge_id: str, changes: dict[str, Any], at: datetime) -> None:
-    names = list(changes)
-    sets = ", ".join(f"{n} = ${i + 3}" for i, n in enumerate(names))
-    await conn.execute(
-        f"UPDATE {S}.charges SET {sets}{', ' if sets else ''}updated_at = $2 WHERE id = $1",
-        charge_id,
-        at,
-        *(changes[n] for n in names),
-    )
+    sets, values = assignments(changes, "updated_at = $2", first=3)
+    await conn.execute(f"UPDATE {S}.charges SET {sets} WHERE id = $1", charge_id, at, *values)
 
 
 async def insert_attempt(conn: asyncpg.Connection, row: dict[str, Any]) -> asyncpg.Record:
@@ -84,13 +80,8 @@ async def get_attempt(conn: asyncpg.Connection, attempt_id: str):
 
 
 async def update_attempt(conn: asyncpg.Connection, attempt_id: str, changes: dict[str, Any]) -> asyncpg.Record:
-    names = list(changes)
-    sets = ", ".join(f"{n} = ${i + 2}" for i, n in enumerate(names))
-    return await conn.fetchrow(
-        f"UPDATE {S}.charge_attempts SET {sets} WHERE id = $1 RETURNING *",
-        attempt_id,
-        *(changes[n] for n in names),
-    )
+    sets, values = assignments(changes, first=2)
+    return await conn.fetchrow(f"UPDATE {S}.charge_attempts SET {sets} WHERE id = $1 RETURNING *", attempt_id, *values)
 
 
 async def unresolved_attempt(conn: asyncpg.Connection, charge_id: str):

@@ -11,6 +11,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.db import assignments
+
 from ..charging.scheduler import ACCOUNT_NOW, ACCOUNT_TODAY
 from .numbering import Taken, taken_from_next
 
@@ -134,12 +136,8 @@ async def list_invoices(
 
 async def update(conn: asyncpg.Connection, invoice_id: str, changes: dict[str, Any], at: datetime) -> asyncpg.Record:
     """Apply ``changes`` and bump the version (each change is a new ``invoice.updated``)."""
-    names = list(changes)
-    sets = ", ".join(f"{name} = ${i + 3}" for i, name in enumerate(names))
-    sets = (sets + ", " if sets else "") + "version = version + 1, updated_at = $2"
-    return await conn.fetchrow(
-        f"UPDATE {S}.invoices SET {sets} WHERE id = $1 RETURNING *", invoice_id, at, *(changes[n] for n in names)
-    )
+    sets, values = assignments(changes, "version = version + 1", "updated_at = $2", first=3)
+    return await conn.fetchrow(f"UPDATE {S}.invoices SET {sets} WHERE id = $1 RETURNING *", invoice_id, at, *values)
 
 
 async def open_invoices_of(conn: asyncpg.Connection, account_id: str, subscription_id: str) -> int:

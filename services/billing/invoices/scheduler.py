@@ -26,10 +26,12 @@ import asyncpg
 from shared.config import CommonSettings
 from shared.ids import new_id
 from shared.logging import get_logger
+from shared.outbox import publish_many
 
+from ..subscriptions.service import snapshot
 from . import amounts
 from . import repository as repo
-from .events import invoice_event, publish_many, subscription_snapshot
+from .events import invoice_event
 from .numbering import assign, counts_by_account, default_prefix
 from .tokens import invoice_token_hash
 
@@ -134,8 +136,10 @@ async def issue_batch(
     inserted.sort(key=lambda r: r["sequence"])
     await publish_many(
         conn,
-        [(r["account_id"], invoice_event(settings, r, None), r["issued_at"]) for r in inserted]
-        + [(r["account_id"], subscription_snapshot(r, previous[r["id"]]), r["updated_at"]) for r in advanced],
+        schema="billing",
+        producer="billing",
+        events=[(r["account_id"], invoice_event(settings, r, None), r["issued_at"]) for r in inserted]
+        + [(r["account_id"], snapshot(r, previous[r["id"]]), r["updated_at"]) for r in advanced],
     )
     if inserted:
         log.info("invoices issued", count=len(inserted), subscriptions=len(subs))

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from shared.db import tenant_tx
 from shared.processor.registry import config_for
 from shared.secrets import derive_token
 from shared.web.keys import APP_POOL, EXTRAS, SETTINGS
@@ -52,8 +53,7 @@ def _processor_view(request: web.Request, account) -> dict[str, Any]:
 
 async def _view(request: web.Request, resolved: service.Resolved) -> dict[str, Any]:
     account, sub = resolved.account, resolved.subscription
-    async with request.app[APP_POOL].acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.account_id', $1, true)", account.id)
+    async with tenant_tx(request.app[APP_POOL], account.id) as conn:
         timeline = await dunning_timeline(conn, account, sub["id"])
     return {
         "processor": _processor_view(request, account),

@@ -15,7 +15,7 @@ import asyncpg
 
 from shared.accounts import account_from_row
 from shared.events.models import SubscriptionReminderDueV1
-from shared.outbox import publish_event
+from shared.outbox import publish_many
 
 from ..charging.scheduler import ACCOUNT_NOW, ACCOUNT_TODAY
 from ..subscriptions.service import charged_lines, contact_name
@@ -45,48 +45,47 @@ FOR UPDATE OF s SKIP LOCKED
 
 
 async def remind_due(conn: asyncpg.Connection, settings, *, account_id: str | None = None, limit: int = 1000) -> int:
-    """Publish the reminders that are due (inside the caller's transaction)."""
-    sent = 0
+    """Publish the reminders that are due (inside the caller's transaction): the
+    candidates in one statement, the events in one, the reminder rows in one."""
+    due = []
     for row in await conn.fetch(_CANDIDATES, account_id, limit):
         account_row = dict(row["account_row"])
         account_row["settings"] = account_row.get("settings") or {}
         account = account_from_row(account_row)
         policy = ReminderPolicy.from_settings(account.settings.subscription_settings.model_dump())
-        tz = ZoneInfo(account.settings.time_zone)
-        at = reminder_at(policy, row["interval"], row["next_payment_date"], tz)
-        now = row["account_now"]
-        if at is None or at > now or at < row["created_at"]:
-            continue
-        lines = charged_lines(row)
-        event_id = await publish_event(
-            conn,
-            schema=S,
-            producer="billing",
-            account_id=row["account_id"],
-            event=SubscriptionReminderDueV1(
-                subscription_id=row["id"],
-                period_index=row["next_index"],
-                charge_date=row["next_payment_date"],
-                amount=row["amount"],
-                currency=row["currency"],
-                email=row["email"],
-                contact_name=contact_name(row["contact"]),
-                lines=lines,
-                interval=row["interval"],
-                update_url=payment_method_url(settings, row["id"], row["pm_token_version"]),
-                test_mode=row["test_mode"],
-            ),
-            occurred_at=now,
-        )
-        await conn.execute(
-            f"""INSERT INTO {S}.reminders (account_id, subscription_id, period_index, charge_date, event_id, created_at)
-                VALUES ($1, $2, $3, $4, $5, $6)""",
-            row["account_id"],
-            row["id"],
-            row["next_index"],
-            row["next_payment_date"],
-            event_id,
-            now,
-        )
-        sent += 1
-    return sent
+        at = reminder_at(policy, row["interval"], row["next_payment_date"], ZoneInfo(account.settings.time_zone))
+        if at is not None and row["created_at"] <= at <= row["account_now"]:
+            due.append(row)
+    event_ids = await publish_many(
+        conn,
+        schema=S,
+        producer="billing",
+        events=[(row["account_id"], _reminder(settings, row), row["account_now"]) for row in due],
+    )
+    await conn.execute(
+        f"""INSERT INTO {S}.reminders (account_id, subscription_id, period_index, charge_date, event_id, created_at)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::date[], $5::text[], $6::timestamptz[])""",
+        [r["account_id"] for r in due],
+        [r["id"] for r in due],
+        [r["next_index"] for r in due],
+        [r["next_payment_date"] for r in due],
+        event_ids,
+        [r["account_now"] for r in due],
+    )
+    return len(due)
+
+
+def _reminder(settings, row: asyncpg.Record) -> SubscriptionReminderDueV1:
+    return SubscriptionReminderDueV1(
+        subscription_id=row["id"],
+        period_index=row["next_index"],
+        charge_date=row["next_payment_date"],
+        amount=row["amount"],
+        currency=row["currency"],
+        email=row["email"],
+        contact_name=contact_name(row["contact"]),
+        lines=charged_lines(row),
+        interval=row["interval"],
+        update_url=payment_method_url(settings, row["id"], row["pm_token_version"]),
+        test_mode=row["test_mode"],
+    )

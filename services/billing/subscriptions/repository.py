@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.db import assignments
+
 S = "billing"
 
 _INSERT_COLUMNS = (
@@ -89,14 +91,9 @@ async def update(
     conn: asyncpg.Connection, subscription_id: str, changes: dict[str, Any], at: datetime
 ) -> asyncpg.Record:
     """Apply ``changes`` and bump the version (every change is a new snapshot)."""
-    names = list(changes)
-    sets = ", ".join(f"{name} = ${i + 3}" for i, name in enumerate(names))
-    sets = (sets + ", " if sets else "") + "version = version + 1, updated_at = $2"
+    sets, values = assignments(changes, "version = version + 1", "updated_at = $2", first=3)
     return await conn.fetchrow(
-        f"UPDATE {S}.subscriptions SET {sets} WHERE id = $1 RETURNING *",
-        subscription_id,
-        at,
-        *(changes[n] for n in names),
+        f"UPDATE {S}.subscriptions SET {sets} WHERE id = $1 RETURNING *", subscription_id, at, *values
     )
 
 

@@ -47,6 +47,34 @@ def charged_lines(row: asyncpg.Record) -> list[ChargedLine]:
     ]
 
 
+def snapshot(row: asyncpg.Record, previous_status: str | None) -> SubscriptionUpdatedV1:
+    """The ``subscription.updated`` event of a subscription row (apply the highest version)."""
+    return SubscriptionUpdatedV1(
+        subscription_id=row["id"],
+        version=row["version"],
+        status=row["status"],
+        previous_status=previous_status,
+        email=row["email"],
+        contact_name=contact_name(row["contact"]),
+        contact_id=row["contact_id"],
+        company_id=row["company_id"],
+        deal_ids=list(row["deal_ids"]),
+        currency=row["currency"],
+        amount=row["amount"],
+        interval=row["interval"],
+        payments_total=row["payments_total"],
+        payments_made=row["payments_made"],
+        start_date=row["start_date"],
+        next_payment_date=row["next_payment_date"],
+        end_date=row["end_date"],
+        source={"type": row["source_type"], "id": row["source_id"]},
+        origin_payment_id=row["origin_payment_id"],
+        canceled_at=row["canceled_at"],
+        ended_at=row["ended_at"],
+        test_mode=row["test_mode"],
+    )
+
+
 async def publish_snapshot(
     conn: asyncpg.Connection, row: asyncpg.Record, *, previous_status: str | None, at: datetime
 ) -> None:
@@ -55,30 +83,7 @@ async def publish_snapshot(
         schema=SCHEMA,
         producer="billing",
         account_id=row["account_id"],
-        event=SubscriptionUpdatedV1(
-            subscription_id=row["id"],
-            version=row["version"],
-            status=row["status"],
-            previous_status=previous_status,
-            email=row["email"],
-            contact_name=contact_name(row["contact"]),
-            contact_id=row["contact_id"],
-            company_id=row["company_id"],
-            deal_ids=list(row["deal_ids"]),
-            currency=row["currency"],
-            amount=row["amount"],
-            interval=row["interval"],
-            payments_total=row["payments_total"],
-            payments_made=row["payments_made"],
-            start_date=row["start_date"],
-            next_payment_date=row["next_payment_date"],
-            end_date=row["end_date"],
-            source={"type": row["source_type"], "id": row["source_id"]},
-            origin_payment_id=row["origin_payment_id"],
-            canceled_at=row["canceled_at"],
-            ended_at=row["ended_at"],
-            test_mode=row["test_mode"],
-        ),
+        event=snapshot(row, previous_status),
         occurred_at=at,
     )
 
