@@ -13,6 +13,8 @@ that ran out of unique requests says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import re
@@ -193,6 +195,40 @@ def bench_database(prefix: str, services: tuple[str, ...]) -> BenchDatabase:
         drop(db)
         raise
     return db
+
+
+@contextlib.contextmanager
+def no_gc():
+    """Python's cyclic GC paused while a timed phase runs (both sides of a ratio alike)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def checkpoint(admin_url: str) -> None:
+    """A CHECKPOINT before a timed phase, so that neither side pays for the other's WAL."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+def run_with_database(prefix: str, services: tuple[str, ...], run, *, keep: bool = False) -> int:
+    """``asyncio.run(run(db))`` on a fresh `bench_database`, dropped afterwards unless ``keep``."""
+    db = bench_database(prefix, services)
+    try:
+        return asyncio.run(run(db))
+    finally:
+        if keep:
+            say(f"kept: database {db.name}")
+        else:
+            drop(db)
 
 
 def drop(db: BenchDatabase) -> None:

@@ -2,7 +2,7 @@
 against a bare ``INSERT … SELECT`` of as many rows plus a pipelined enqueue of as many
 messages, in the same run.
 
-``python bench/p3_billing_run.py [--n 1000000] [--accounts 100] [--batch 50000] [--proposed-fix] [--keep]``
+``python bench/p3_billing_run.py [--n 1000000] [--accounts 100] [--batch 50000] [--keep]``
 
 Set-up (not timed): a fresh database with billing's schema (`bench/_load.py`), ``--accounts``
 test accounts and ``--n`` active monthly subscriptions due yesterday, written with one
@@ -32,16 +32,11 @@ enqueues more messages than there are due charges is stopped (``RUNAWAY``): its 
 step takes charges enqueued longer ago than the lease (``BILLING_CHARGE_ENQUEUE_LEASE_S``,
 60 s) for lost, its own included.
 
-``--proposed-fix`` runs the billing run with the fix to the claim step proposed in the
-report (not in the code; see "the proposed fix" below), to show what it would give.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import gc
 import os
 import statistics
 import sys
@@ -116,60 +111,8 @@ RETURNING id, account_id
 """
 
 
-# -- the proposed fix (not in the code; ``--proposed-fix``) -------------------------------------
-# The claim step re-enqueues charges enqueued longer ago than the lease (60 s) that are not
-# final; a pass that takes longer than the lease re-takes its own, again and again. Fix
-# (within a pass): count the lease back from the pass's start.
-def claim_query() -> str:
-    from services.billing.charging import scheduler
-
-    old = "c2.enqueued_at < now() - $2 * interval '1 second'"
-    if old not in scheduler._CLAIM_RUNNABLE:
-        raise SystemExit("--proposed-fix: the scheduler's claim query changed; update claim_query()")
-    return scheduler._CLAIM_RUNNABLE.replace(old, "c2.enqueued_at < $4::timestamptz - $2 * interval '1 second'", 1)
-
-
-@contextlib.contextmanager
-def claims_from(pass_started):
-    """`scheduler.claim_runnable` counting the lease back from ``pass_started``."""
-    from services.billing.charging import scheduler
-
-    query, original = claim_query(), scheduler.claim_runnable
-
-    async def claim_runnable(conn, *, account_id=None, lease_s: float, limit: int = 50_000):
-        return await conn.fetch(query, account_id, lease_s, limit, pass_started)
-
-    scheduler.claim_runnable = claim_runnable
-    try:
-        yield
-    finally:
-        scheduler.claim_runnable = original
-
-
-@contextlib.contextmanager
-def no_gc():
-    """Python's cyclic GC paused while a phase runs (both sides alike): the baseline holds
-    all n returned rows at once, and collections that walk them would slow it alone."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def fmt(seconds: float) -> str:
     return f"{seconds:.2f} s"
-
-
-async def checkpoint(admin_url: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute("CHECKPOINT")
-    finally:
-        await conn.close()
 
 
 async def clear_namespace(client, namespace: str) -> None:
@@ -215,8 +158,8 @@ async def baseline(owner_url: str, admin_url: str, client, namespace: str, n: in
     try:
         await conn.execute("TRUNCATE bench_p3.charges")
         await clear_namespace(client, namespace)
-        await checkpoint(admin_url)
-        with no_gc():
+        await load.checkpoint(admin_url)
+        with load.no_gc():
             started = time.perf_counter()
             rows = await conn.fetch(BARE_INSERT, n, accounts)
             inserted = time.perf_counter()
@@ -245,7 +188,7 @@ class PassFailed(Exception):
     """The pass raised (a statement timeout, ...) — what it had done by then is in the message."""
 
 
-async def billing_run(pool, admin_url: str, client, namespace: str, batch: int, fixed: bool, limit: int):
+async def billing_run(pool, admin_url: str, client, namespace: str, batch: int, limit: int):
     """(seconds, PassResult, seconds spent in enqueue_many); `Runaway` past ``limit`` messages."""
     import asyncpg
 
@@ -283,10 +226,8 @@ async def billing_run(pool, admin_url: str, client, namespace: str, batch: int, 
 
     scheduler.enqueue_many = timed_enqueue
     try:
-        await checkpoint(admin_url)
-        async with pool.acquire() as conn:
-            pass_started = await conn.fetchval("SELECT now()")
-        with no_gc(), claims_from(pass_started) if fixed else contextlib.nullcontext():
+        await load.checkpoint(admin_url)
+        with load.no_gc():
             started = last[0] = time.perf_counter()
             try:
                 result = await scheduler.run_pass(pool, client, namespace, lease_s=lease_s, batch=batch)
@@ -334,9 +275,7 @@ async def run(args: argparse.Namespace, db: load.BenchDatabase) -> int:
             f"enqueue of {b1_queued:,} messages {fmt(b1_enqueue)})"
         )
         try:
-            real, result, redis_s = await billing_run(
-                pool, admin_url, client, run_ns, args.batch, args.proposed_fix, args.n + args.batch
-            )
+            real, result, redis_s = await billing_run(pool, admin_url, client, run_ns, args.batch, args.n + args.batch)
         except Runaway as exc:
             load.say(
                 f"billing run: RUNAWAY — {exc}: the pass's claim step re-enqueues its own charges once they "
@@ -362,9 +301,7 @@ async def run(args: argparse.Namespace, db: load.BenchDatabase) -> int:
             f"messages on the queue {on_queue:,}, subscriptions charged twice {per_sub}"
         )
         try:
-            second, again, _ = await billing_run(
-                pool, admin_url, client, run_ns, args.batch, args.proposed_fix, args.n + args.batch
-            )
+            second, again, _ = await billing_run(pool, admin_url, client, run_ns, args.batch, args.n + args.batch)
         except (Runaway, PassFailed) as exc:
             load.say(f"second run: {type(exc).__name__.upper()} — {exc} — CHECKS FAILED")
             return 1
@@ -424,22 +361,9 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=100)
     parser.add_argument("--batch", type=int, default=50_000, help="the scheduler's batch (run_pass's default)")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
-    parser.add_argument(
-        "--proposed-fix",
-        action="store_true",
-        help="run the billing run with the claim-step fix proposed in the report (not in the code)",
-    )
     args = parser.parse_args()
-    variant = " (WITH THE PROPOSED FIX to the claim step, not in the code)" if args.proposed_fix else ""
-    load.say(f"P3 — billing run{variant} vs bare INSERT … SELECT + pipelined enqueue; {load.machine_load()}")
-    db = load.bench_database("commerce_bench_p3", ("billing",))
-    try:
-        return asyncio.run(run(args, db))
-    finally:
-        if args.keep:
-            load.say(f"kept: database {db.name}")
-        else:
-            load.drop(db)
+    load.say(f"P3 — billing run vs bare INSERT … SELECT + pipelined enqueue; {load.machine_load()}")
+    return load.run_with_database("commerce_bench_p3", ("billing",), lambda db: run(args, db), keep=args.keep)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ commerce db migrate [--service]  apply every service's migrations
 commerce accounts create --name NAME --currency USD [--test-mode] [--json]
 commerce keys create --account ACCT [--scope S ...] [--json]
 commerce keys revoke --account ACCT KEY_ID
+commerce crm import contacts FILE.csv --account ACCT [--batch-size 1000] [--json]
 """
 
 from __future__ import annotations
@@ -128,6 +129,12 @@ def cmd_keys(args: argparse.Namespace) -> None:
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
 
 
+def cmd_crm_import_contacts(args: argparse.Namespace) -> None:
+    from .crm_import import command
+
+    raise SystemExit(command(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="commerce", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -170,6 +177,25 @@ def build_parser() -> argparse.ArgumentParser:
     kr.add_argument("--json", action="store_true")
     kr.add_argument("--wait-timeout", type=float, default=20.0)
     kr.set_defaults(func=cmd_keys)
+
+    crm = sub.add_parser("crm", help="the CRM").add_subparsers(dest="crm_command", required=True)
+    crm_import = crm.add_parser("import", help="bulk imports").add_subparsers(dest="import_command", required=True)
+    ic = crm_import.add_parser(
+        "contacts",
+        help="import contacts from a CSV file (created or updated by e-mail address; re-running changes nothing)",
+        description="Exit status: 0 every row imported, 1 some rows refused (the others imported), "
+        "2 nothing done, 3 stopped part-way (run the same file again to finish).",
+    )
+    ic.add_argument("file", help="CSV with a header row (email, firstname, lastname, phone, company, …)")
+    ic.add_argument("--account", required=True)
+    ic.add_argument("--batch-size", type=int, default=1000, help="rows per transaction (1–1000, default 1000)")
+    ic.add_argument("--column", action="append", metavar="HEADER=FIELD", help="map a column (FIELD '-' ignores it)")
+    ic.add_argument("--encoding", default="utf-8-sig")
+    ic.add_argument("--delimiter", default=",")
+    ic.add_argument("--errors", metavar="FILE", help="write every refused row (line, field, message) to this CSV")
+    ic.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="default: on a terminal")
+    ic.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    ic.set_defaults(func=cmd_crm_import_contacts)
     return parser
 
 

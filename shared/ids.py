@@ -28,6 +28,19 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_encode(millis, 10)}{_encode(rand, 16)}"
 
 
+#: A random byte to a digit of the alphabet (256 = 8 × 32: every digit equally likely).
+_RANDOM_DIGIT = bytes(ord(_CROCKFORD[b & 31]) for b in range(256))
+
+
+def new_ids(prefix: str, count: int) -> list[str]:
+    """``count`` ids of `new_id`'s form at once (set-based writers): one clock reading, and
+    the 16 random digits of each from 16 random bytes (5 bits each: 80 bits, as `new_id`)
+    translated in one C-level pass — a tenth of the time per id."""
+    head = f"{prefix}_{_encode(time.time_ns() // 1_000_000, 10)}"
+    text = os.urandom(16 * count).translate(_RANDOM_DIGIT).decode("ascii")
+    return [head + text[i : i + 16] for i in range(0, 16 * count, 16)]
+
+
 def new_token(nbytes: int = 24) -> str:
     """A public page token: ``nbytes`` of randomness (192 bits by default), URL-safe."""
     if nbytes < 16:

@@ -37,6 +37,8 @@ def prepare_metrics_dir(service: str, role: str) -> None:
 
 
 ExtrasFactory = Callable[[ServiceSettings], Awaitable[dict[str, Any]]]
+#: How long a stopping worker waits for its background loops to finish what they do.
+BACKGROUND_STOP_TIMEOUT_S = 20.0
 
 
 class WorkerResourcesUnavailable(MiddlewareError):
@@ -50,6 +52,8 @@ class _Resources(Middleware):
         self.service, self.schema, self.settings = service, schema, settings
         self.make_extras = make_extras
         self.context: HandlerContext | None = None
+        self._stop = asyncio.Event()
+        self._background: list[asyncio.Task] = []
 
     async def _open(self) -> HandlerContext:
         s = self.settings
@@ -69,9 +73,19 @@ class _Resources(Middleware):
         )
         client = aioredis.from_url(s.common.redis_url, socket_timeout=10, socket_connect_timeout=5)
         extras = await self.make_extras(s) if self.make_extras else {}
-        return HandlerContext(self.service, self.schema, s, app_pool, owner_pool, client, extras)
+        ctx = HandlerContext(self.service, self.schema, s, app_pool, owner_pool, client, extras)
+        # Background loops of the worker process (extras["_background"]: ``fn(ctx, stop)``
+        # coroutines, e.g. notifications' send sweep), on the worker's event loop.
+        self._background = [asyncio.create_task(start(ctx, self._stop)) for start in extras.get("_background", [])]
+        return ctx
 
     async def _close(self, ctx: HandlerContext) -> None:
+        self._stop.set()
+        if self._background:
+            _, pending = await asyncio.wait(self._background, timeout=BACKGROUND_STOP_TIMEOUT_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
         for closer in ctx.extras.get("_closers", []):
             await closer()
         await ctx.app_pool.close()

@@ -13,6 +13,7 @@ from shared.events.models import (
     PaymentRefundedV1,
     PaymentSucceededV1,
     PurchaseCompletedV1,
+    QuoteConvertedV1,
 )
 from shared.inbox import HandlerContext, HandlerRegistry
 from shared.projection import register_account_projection
@@ -22,6 +23,7 @@ from .invoices import scheduler as invoice_scheduler
 from .invoices import service as invoices
 from .ledger import handlers as ledger
 from .reminders.scheduler import remind_due
+from .subscriptions import from_quote
 from .subscriptions import repository as subs_repo
 from .subscriptions import service as subscriptions
 
@@ -52,6 +54,16 @@ async def on_purchase_completed(
         if account is None:
             raise RuntimeError(f"account {envelope.account_id} is not known to billing yet")
         await subscriptions.born_from_purchase(conn, ctx.settings.common, account, event)
+
+
+@registry.on("quote.converted")
+async def on_quote_converted(
+    ctx: HandlerContext, conn: asyncpg.Connection, event: QuoteConvertedV1, envelope: EventEnvelope
+) -> None:
+    account = await load_account(conn, "billing", envelope.account_id)
+    if account is None:
+        raise RuntimeError(f"account {envelope.account_id} is not known to billing yet")
+    await from_quote.create_from_quote(conn, ctx.settings.common, account, event)
 
 
 @registry.on("payment.succeeded")

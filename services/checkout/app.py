@@ -20,6 +20,7 @@ from .catalogue.handlers import routes as catalogue_routes
 from .invoices import routes as invoice_routes
 from .links.handlers import routes as link_routes
 from .payments.handlers import routes as payment_routes
+from .quotes.handlers import routes as quote_routes
 from .sessions.handlers import routes as session_routes
 from .settings import CheckoutSettings
 from .webhooks.handlers import receiver_ctx
@@ -59,6 +60,7 @@ def create_app(settings: CheckoutSettings) -> web.Application:
         for table in (account_routes, link_routes, session_routes, payment_routes, catalogue_routes, apidoc_routes):
             app.router.add_routes(table)
         app.router.add_routes(invoice_routes)
+        app.router.add_routes(quote_routes)
         app.router.add_static("/assets/checkout", HERE / "static", append_version=False)
         app.cleanup_ctx.append(receiver_ctx)  # processor webhooks
         app.router.add_routes(webhook_routes)

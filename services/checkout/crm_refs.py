@@ -2,9 +2,10 @@
 or deal; a link's deal and its deal-creation pipeline and stage).
 
 crm_sync owns contacts, companies, deals and pipelines and announces every change as
-``crm_record.updated`` with a version that grows per record; `on_crm_record_updated`
-keeps the newest version of each in ``checkout.crm_records`` (events may arrive late,
-twice or out of order). Other checkout code asks `find_record` and `pipeline_stage`.
+``crm_record.updated`` with a version that grows per record (and a bulk upsert as one
+``crm_records.updated`` per batch); `apply_records` keeps the newest version of each in
+``checkout.crm_records`` (events may arrive late, twice or out of order). Other
+checkout code asks `find_record` and `pipeline_stage`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from shared.events import EventEnvelope
-from shared.events.models import CrmRecordUpdatedV1
+from shared.events.models import CrmRecordsUpdatedV1, CrmRecordUpdatedV1
 from shared.inbox import HandlerContext, HandlerRegistry
 
 S = "checkout"
@@ -26,18 +27,40 @@ async def on_crm_record_updated(
     ctx: HandlerContext, conn: asyncpg.Connection, event: CrmRecordUpdatedV1, envelope: EventEnvelope
 ) -> None:
     """Apply the record's state if it is newer than the one we hold."""
+    await apply_records(
+        conn,
+        envelope.account_id,
+        event.kind,
+        [{"record_id": event.record_id, "version": event.version, "deleted": event.deleted, "data": event.data}],
+    )
+
+
+@registry.on("crm_records.updated")
+async def on_crm_records_updated(
+    ctx: HandlerContext, conn: asyncpg.Connection, event: CrmRecordsUpdatedV1, envelope: EventEnvelope
+) -> None:
+    """A batch of records (a bulk import): each applied if newer, in one statement."""
+    await apply_records(conn, envelope.account_id, event.kind, event.records())
+
+
+async def apply_records(conn: asyncpg.Connection, account_id: str, kind: str, records: list[dict]) -> None:
+    """Keep, per record, the state of the highest version (``records``: ``{record_id,
+    version, deleted?, data}``, one per record id)."""
+    if not records:
+        return
     await conn.execute(
         f"""INSERT INTO {S}.crm_records AS r (account_id, kind, record_id, version, deleted, data, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, now())
+            SELECT $1, $2, t.record_id, t.version, t.deleted, t.data, now()
+            FROM unnest($3::text[], $4::bigint[], $5::boolean[], $6::jsonb[]) AS t(record_id, version, deleted, data)
             ON CONFLICT (account_id, kind, record_id) DO UPDATE SET
                 version = EXCLUDED.version, deleted = EXCLUDED.deleted, data = EXCLUDED.data, updated_at = now()
             WHERE r.version < EXCLUDED.version""",
-        envelope.account_id,
-        event.kind,
-        event.record_id,
-        event.version,
-        event.deleted,
-        event.data,
+        account_id,
+        kind,
+        [r["record_id"] for r in records],
+        [r["version"] for r in records],
+        [bool(r.get("deleted", False)) for r in records],
+        [r.get("data") or {} for r in records],
     )
 
 

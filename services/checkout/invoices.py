@@ -39,10 +39,11 @@ from shared.pricing import PricingError, price
 from shared.secrets import derive_token
 from shared.web.keys import APP_POOL, SETTINGS
 from shared.web.openapi import Redirect, operation
-from shared.web.problem import Conflict, NotFound, Problem
+from shared.web.problem import Conflict, NotFound
 
 from .links import service as links_service
 from .sessions import repository as sessions_repo
+from .sessions import sources
 
 registry = HandlerRegistry("checkout")
 routes = web.RouteTableDef()
@@ -196,18 +197,6 @@ class InvoiceNotPayable(Conflict):
     slug = "invoice-not-payable"
 
 
-async def _charge_may_be_under_way(conn: asyncpg.Connection, account_id: str, session_id: str) -> bool:
-    return bool(
-        await conn.fetchval(
-            f"""SELECT EXISTS (SELECT 1 FROM {S}.processor_operations
-                WHERE account_id = $1 AND subject_id = $2 AND kind = 'charge'
-                  AND status IN ('pending', 'requires_action', 'unknown'))""",
-            account_id,
-            session_id,
-        )
-    )
-
-
 async def checkout_for_invoice(request: web.Request, token: str) -> str:
     """The session token to pay the invoice of page token ``token`` (see the module)."""
     pool = request.app[APP_POOL]
@@ -228,14 +217,17 @@ async def checkout_for_invoice(request: web.Request, token: str) -> str:
             raise InvoiceNotPayable(f"This invoice is {inv['status']}.")
         if not _payable(inv):
             raise InvoiceNotPayable("This invoice cannot be paid online; please contact the merchant.")
-        if inv["session_id"]:
-            current = await sessions_repo.get_session(conn, account.id, inv["session_id"])
-            if current is not None and current["status"] == "complete":
-                raise InvoiceNotPayable("This invoice has just been paid.")
-            if current is not None and current["status"] == "open" and account.clock.now() < current["expires_at"]:
-                return derive_token(settings.common, SESSION_PURPOSE, f"{inv['id']}:{inv['session_seq']}")
-            if current is not None and await _charge_may_be_under_way(conn, account.id, current["id"]):
-                raise Conflict("A payment of this invoice is under way; try again in a minute.")
+        reused = await sources.current_session_token(
+            conn,
+            account,
+            settings.common,
+            purpose=SESSION_PURPOSE,
+            record=inv,
+            paid=InvoiceNotPayable("This invoice has just been paid."),
+            noun="invoice",
+        )
+        if reused is not None:
+            return reused
         items = session_items(inv["id"], inv["lines"])
         due = inv["total"] - inv["amount_paid"]
         if _priced_total(items, inv["currency"], account) != due:
@@ -268,9 +260,6 @@ async def checkout_for_invoice(request: web.Request, token: str) -> str:
     return session_token
 
 
-_FORM = "application/x-www-form-urlencoded"
-
-
 @routes.post("/api/invoices/{token}/checkout")
 @operation(
     "Open a checkout session to pay an invoice",
@@ -282,19 +271,4 @@ _FORM = "application/x-www-form-urlencoded"
 async def invoice_checkout(request: web.Request) -> web.Response:
     """201 ``{session_token, url}``; the invoice page's button posts a form and is sent
     to the checkout page (303). 409 once the invoice is paid or void."""
-    form = request.content_type == _FORM
-    try:
-        session_token = await checkout_for_invoice(request, request.match_info["token"])
-    except Problem as problem:
-        if not form or problem.status >= 500:
-            raise
-        from .sessions.handlers import _message_page
-
-        return _message_page(request, problem)
-    path = f"/checkout/{session_token}"
-    if form:
-        return web.Response(status=303, headers={"Location": path, "Cache-Control": "no-store"})
-    base = request.app[SETTINGS].common.public_base_url.rstrip("/")
-    return web.json_response(
-        {"session_token": session_token, "url": f"{base}{path}"}, status=201, headers={"Cache-Control": "no-store"}
-    )
+    return await sources.pay_button(request, lambda: checkout_for_invoice(request, request.match_info["token"]))

@@ -10,6 +10,7 @@ from .contacts.handlers import registry as contacts_registry
 from .contacts.payment_events import registry as payment_events_registry
 from .crm.accounts import keep_default_pipelines
 from .crm.link_events import registry as link_events_registry
+from .crm.quote_events import registry as quote_events_registry
 from .crm.subscription_events import registry as subscription_events_registry
 from .settings import CrmSettings
 
@@ -23,6 +24,7 @@ REGISTRIES = [
     payment_events_registry,
     link_events_registry,
     subscription_events_registry,
+    quote_events_registry,
 ]
 
 

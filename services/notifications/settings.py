@@ -28,3 +28,26 @@ class NotificationsSettings(ServiceSettings):
     from_address: str = "receipts@commerce.localhost"
     #: A message stuck in "sending" this long (a worker died mid-send) is sent again.
     sending_lease_s: int = Field(default=120, ge=10)
+
+    # -- outbound webhooks and the event feed (docs/decisions.md 60-69) --------------------------
+    #: Seconds to open a connection to a webhook endpoint.
+    webhook_connect_timeout_s: float = Field(default=5.0, gt=0)
+    #: Seconds one webhook request may take in all; a slower endpoint's attempt fails.
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    #: Seconds allowed to resolve an endpoint's host when it is registered or changed.
+    webhook_resolve_timeout_s: float = Field(default=3.0, gt=0)
+    #: Seconds between a worker's sweeps for endpoints whose next delivery is due.
+    webhook_sweep_interval_s: float = Field(default=1.0, gt=0)
+    #: Seconds a worker holds an endpoint while it sends (renewed after each delivery).
+    webhook_drain_lease_s: int = Field(default=60, ge=30)
+    #: Test-mode accounts may send webhooks to loopback addresses (local development, PRODUCT
+    #: §1); turn off where untrusted test-mode accounts share a host with other services.
+    webhook_test_mode_loopback: bool = True
+    #: Transient SMTP failures: retried after base × 2^(attempt − 1) seconds, at most
+    #: ``retry_max_s`` apart, until the message has been failing for ``give_up_after_s``.
+    retry_base_s: float = Field(default=5.0, gt=0)
+    retry_max_s: float = Field(default=300.0, gt=0)
+    give_up_after_s: float = Field(default=3 * 24 * 3600.0, gt=0)
+    #: Every worker sweeps the ledger for messages due (retries, dead senders' leases).
+    send_sweep_interval_s: float = Field(default=1.0, gt=0)
+    send_sweep_batch: int = Field(default=100, ge=1, le=10_000)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -146,6 +146,15 @@ class PurchaseContact(_Payload):
     country: str | None = None
 
 
+class QuoteRef(_Payload):
+    quote_id: str
+    title: str
+    deal_id: str | None = None
+    contact_id: str | None = None
+    company_id: str | None = None
+    owner_email: str | None = None
+
+
 @event_model("purchase.completed", 1)
 class PurchaseCompletedV1(_Payload):
     """A buyer's purchase was accepted: a card payment succeeded, or a bank debit was
@@ -172,6 +181,8 @@ class PurchaseCompletedV1(_Payload):
     billing_address: Address | None = None
     shipping_address: Address | None = None
     deal_rule: DealRule | None = None
+    #: The quote paid (source type "quote"): its deal, contact and company (PRODUCT §5).
+    quote: QuoteRef | None = None
     #: CRM record the link was made from (a simplified link): {"type": ..., "id": ...}.
     crm_record: dict | None = None
     paid_at: datetime
@@ -331,14 +342,27 @@ class InvoiceLine(_Payload):
     period_end: date | None = None
 
 
+class InvoiceTerms(_Payload):
+    """What the buyer accepted (issue 5): frequency, number of payments (None = until
+    cancelled), start and end dates; "payment k of N" and the next date follow from the
+    invoice's ``period_index``."""
+
+    interval: str
+    payments_total: int | None = None
+    start_date: date
+    end_date: date | None = None
+
+
 @event_model("invoice.updated", 1)
 class InvoiceUpdatedV1(_Payload):
     """An invoice was issued or changed state: a snapshot (apply the highest ``version``).
 
     Checkout keeps a projection of payable invoices from it (the public page's
     ``POST /api/invoices/{token}/checkout``); ``token_hash`` (hex SHA-256 of the page's
-    token) is how that endpoint finds it. ``overdue`` is never sent: it is computed on
-    read from ``due_date`` and the account's clock."""
+    token) is how that endpoint finds it. ``overdue`` is computed on read from
+    ``due_date`` and the account's clock; billing's invoice pass also marks an open
+    invoice once when it becomes overdue (``overdue_at``, a new version) — the fact the
+    ``invoice_overdue`` e-mail is sent for (decision 83)."""
 
     invoice_id: str
     version: int
@@ -373,6 +397,14 @@ class InvoiceUpdatedV1(_Payload):
     voided_at: datetime | None = None
     payment_id: str | None = None
     test_mode: bool = False
+    # -- notification catalogue (issue 5; decisions 82–83) --------------------------------------
+    #: The account-clock instant the invoice pass found it open after its due date (set once).
+    overdue_at: datetime | None = None
+    #: Dates and money of the invoice's documents and e-mails (``sv_SE``, ``en_US``).
+    locale: str | None = None
+    payment_terms_days: int = 0
+    #: The subscription terms the invoice bills, as at issue (PRODUCT §11).
+    terms: InvoiceTerms | None = None
 
 
 @event_model("payment.refunded", 1)
@@ -446,6 +478,35 @@ class CrmRecordUpdatedV1(_Payload):
     data: dict = Field(default_factory=dict)
 
 
+# --- CRM and bulk import (issue 5, CRM): many records in one event --------------------------
+@event_model("crm_records.updated", 1)
+class CrmRecordsUpdatedV1(_Payload):
+    """Many records of one kind were created or changed at once (a bulk upsert: a contact
+    import, the batch API): the facts of one ``crm_record.updated`` per record, carried by
+    one event per batch (at most 1,000 records), so that a million-contact import writes a
+    thousand outbox rows rather than a million. Column-wise (a tenth of the cost of a list
+    of objects to encode and decode): record ``i`` is ``record_ids[i]`` at ``versions[i]``,
+    its summary (the ``data`` of ``crm_record.updated``) ``{name: data[name][i]}``.
+    Internal, like that event: it keeps other services' projections; it is not a fact of
+    the account's event feed."""
+
+    kind: Literal["contact", "company", "deal", "pipeline"]
+    record_ids: list[str]
+    versions: list[int]
+    data: dict[str, list[Any]] = Field(default_factory=dict)
+
+    def records(self) -> list[dict]:
+        """``[{"record_id", "version", "data"}]``, one per record."""
+        names = list(self.data)
+        return [
+            {"record_id": record_id, "version": version, "data": {n: self.data[n][i] for n in names}}
+            for i, (record_id, version) in enumerate(zip(self.record_ids, self.versions, strict=True))
+        ]
+
+
+# --- end of CRM and bulk import ----------------------------------------------------------------
+
+
 # --- processor webhooks (internal to checkout) ------------------------------------------------
 @event_model("processor_event.received", 1)
 class ProcessorEventReceivedV1(_Payload):
@@ -456,3 +517,70 @@ class ProcessorEventReceivedV1(_Payload):
     processor_event_id: str
     type: str
     object_id: str | None = None
+
+
+# --- quotes (checkout; PRODUCT §5) -------------------------------------------------------
+class QuoteLine(_Payload):
+    line_item_id: str
+    name: str
+    description: str | None = None
+    quantity: int
+    unit_amount: int
+    #: Per-unit discount in minor units (already rounded).
+    unit_discount: int = 0
+    #: (unit_amount − unit_discount) × quantity, before tax.
+    amount: int
+    tax_rate: TaxRateRef | None = None
+    #: {"interval", "payments", "end_date", "start"} for a recurring item; None: one-time.
+    recurring: dict | None = None
+
+
+@event_model("quote.updated", 1)
+class QuoteUpdatedV1(_Payload):
+    """A quote was created, changed, published, recalled, paid or converted: a snapshot
+    (apply the highest ``version``). ``lines`` are the published ones once published."""
+
+    quote_id: str
+    version: int
+    status: Literal["draft", "published", "paid"]
+    previous_status: str | None = None
+    title: str
+    deal_id: str | None = None
+    contact_id: str | None = None
+    company_id: str | None = None
+    owner_email: str | None = None
+    currency: str
+    lines: list[QuoteLine]
+    #: What the buyer pays at checkout (the published version's summary), minor units.
+    total_due_now: int | None = None
+    #: The buyer's page (null until first published).
+    url: str | None = None
+    expires_on: date | None = None
+    published_version: int = 0
+    published_at: datetime | None = None
+    paid_at: datetime | None = None
+    payment_id: str | None = None
+    converted_at: datetime | None = None
+    test_mode: bool = False
+
+
+@event_model("quote.converted", 1)
+class QuoteConvertedV1(_Payload):
+    """A published quote's recurring items become subscriptions without online payment
+    (PRODUCT §5, §6.1): billing creates one per group (§6.2), collected by hand (§6.5)."""
+
+    quote_id: str
+    deal_id: str | None = None
+    contact_id: str | None = None
+    company_id: str | None = None
+    email: str
+    firstname: str | None = None
+    lastname: str | None = None
+    currency: str
+    lines: list[QuoteLine]
+    #: "send_invoice" (payment terms ``payment_terms_days``) or "none" (tracked only).
+    collection_method: Literal["send_invoice", "none"]
+    payment_terms_days: int | None = None
+    #: The anchor of every payment date (the account's local date).
+    start_date: date
+    test_mode: bool = False

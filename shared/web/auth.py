@@ -36,6 +36,7 @@ SCOPES = (
     "emails:read",
     "webhooks:read",
     "webhooks:write",
+    "events:read",  # the event feed, GET /v1/events (issue 5, part 4)
 )
 
 

@@ -116,7 +116,9 @@ def _encodable(text: str) -> bool:
     return True
 
 
-async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
+async def json_body(request: web.Request, *, allow_empty: bool = False, scan: bool = True) -> dict[str, Any]:
+    """The body as a JSON object. ``scan=False`` leaves `scan_strings` to the caller (a
+    batch endpoint that checks text row by row, so one bad row does not refuse the rest)."""
     raw = await request.read()  # aiohttp refuses bodies over client_max_size with 413
     if not raw.strip():
         if allow_empty:
@@ -144,7 +146,8 @@ async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[
         ) from None
     if not isinstance(data, dict):
         raise ValidationProblem([{"field": "body", "message": "must be a JSON object"}])
-    scan_strings(data)
+    if scan:
+        scan_strings(data)
     return data
 
 
@@ -166,8 +169,8 @@ def validate(model: type[M], data: Any, *, prefix: tuple = ()) -> M:
         raise ValidationProblem(validation_errors(exc, prefix)) from None
 
 
-async def parse_body(request: web.Request, model: type[M], *, allow_empty: bool = False) -> M:
-    return validate(model, await json_body(request, allow_empty=allow_empty))
+async def parse_body(request: web.Request, model: type[M], *, allow_empty: bool = False, scan: bool = True) -> M:
+    return validate(model, await json_body(request, allow_empty=allow_empty, scan=scan))
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:

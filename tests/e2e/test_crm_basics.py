@@ -24,7 +24,6 @@ import pytest
 from services.checkout import crm_refs
 from shared.db import create_pool, tenant_tx
 from shared.events.models import ContactUpsertedV1, DealRule, PurchaseCompletedV1, PurchaseContact, PurchasedItem
-from shared.ids import new_id
 from shared.outbox import publish_event
 from tests.support.client import Buyer
 from tests.support.problems import CheckedApi, assert_problem
@@ -660,7 +659,7 @@ async def test_concurrent_first_payments_of_a_link_share_one_open_deal(shop, poo
 async def test_the_deal_rule_serialises_the_purchases_of_one_link(shop, stack):
     """Deterministic version of the race: the second purchase's transaction waits for the
     first one's (which created the open deal) and then joins that deal."""
-    from services.crm_sync.contacts import repository as contacts_repo
+    from services.crm_sync.contacts import upserts
     from services.crm_sync.crm.purchases import apply_purchase
 
     pipeline = await default_pipeline(shop)
@@ -673,10 +672,8 @@ async def test_the_deal_rule_serialises_the_purchases_of_one_link(shop, stack):
         event = purchase_event(email=unique_email("race"), link_id=link_id, create_deal=rule)
         now = datetime.now(UTC)
         async with tenant_tx(pool, shop.account_id) as conn:
-            contact_row = await contacts_repo.upsert_contacts(
-                conn, shop.account_id, [event.contact.model_dump()], now, [new_id("contact")]
-            )
-            outcome = await apply_purchase(conn, shop.account_id, event, contact_row[0], now)
+            contact = await upserts.upsert_contact(conn, shop.account_id, event.contact.model_dump(), now)
+            outcome = await apply_purchase(conn, shop.account_id, event, contact, now)
             if hold:
                 applied.set()
                 await release.wait()

@@ -12,14 +12,11 @@ system: the test-clock hook issues the invoice, checkout learns of it from
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import date
 
 import pytest
 
-from shared.config import CommonSettings
-from shared.db import create_pool, tenant_tx
-from shared.ids import new_id
+from tests.support.invoices import create_subscription, invoices_of, open_checkout, page_path, pay_online, wait_invoice
 from tests.support.subscriptions import advance, at, processor_intents, wait_subscription
 from tests.support.waiting import eventually
 
@@ -31,128 +28,6 @@ NUMBER = re.compile(r"^([A-Z2-7]{8})-(\d{4})$")
 def _plain(text: str) -> str:
     """CLDR writes no-break spaces (and narrow ones) in numbers and dates."""
     return text.replace("\u00a0", " ").replace("\u202f", " ")
-
-
-async def create_subscription(stack, account_id: str, api, **overrides: Any) -> dict:
-    """A subscription made the way the API will make one: `service.create` in a tenant
-    transaction (publishes ``subscription.updated``), then read back through the API."""
-    from services.billing.subscriptions import service as subscriptions
-
-    clock = await api.get("/v1/test_clock")
-    now = datetime.fromisoformat(clock.body["now"].replace("Z", "+00:00")).astimezone(UTC)
-    unit = overrides.pop("unit_amount", 12345)
-    tax = overrides.pop("tax", 0)
-    start = overrides.pop("start_date")
-    row = {
-        "id": new_id("sub"),
-        "account_id": account_id,
-        "status": "scheduled" if start > now.date() else "active",
-        "currency": "USD",
-        "interval": "annually",
-        "start_date": start,
-        "payments_total": None,
-        "payments_made": 0,
-        "end_date": None,
-        "next_index": 0,
-        "next_payment_date": start,
-        "amount": unit + tax,
-        "subtotal": unit,
-        "tax": tax,
-        "line_items": [
-            {
-                "name": "Support plan",
-                "description": None,
-                "quantity": 1,
-                "unit_amount": unit,
-                "unit_discount": 0,
-                "amount": unit,
-                "tax": tax,
-                "tax_rate": {"id": "txr_test", "name": "VAT", "percentage": "25"} if tax else None,
-            }
-        ],
-        "email": "payer@example.com",
-        "contact": {"email": "payer@example.com", "firstname": "Pat", "lastname": "Payer"},
-        "billing_address": {
-            "line1": "1 Main St",
-            "city": "Springfield",
-            "state": "IL",
-            "postal_code": "62701",
-            "country": "US",
-        },
-        "collection_method": "send_invoice",
-        "payment_terms_days": 30,
-        "invoice_settings": {},
-        "source_type": "api",
-        "source_id": "",
-        "metadata": {},
-        "test_mode": True,
-        "created_at": now,
-        "updated_at": now,
-        **overrides,
-    }
-    settings = CommonSettings(
-        secret_key=stack.env["COMMERCE_SECRET_KEY"], public_base_url=stack.config.base_url, environment="test"
-    )
-    pool = await create_pool(stack.env["BILLING_DATABASE_URL"], application_name="e2e-invoices", min_size=1, max_size=1)
-    try:
-        async with tenant_tx(pool, account_id) as conn:
-            created = await subscriptions.create(conn, settings, row, now)
-    finally:
-        await pool.close()
-    assert created is not None
-    got = await api.get(f"/v1/subscriptions/{created['id']}")
-    assert got.status == 200, got.body
-    return got.body
-
-
-async def invoices_of(api, sub_id: str) -> list[dict]:
-    listed = await api.get(f"/v1/invoices?subscription_id={sub_id}&limit=100")
-    assert listed.status == 200, listed.body
-    return sorted(listed.body["data"], key=lambda i: i["number"])
-
-
-async def wait_invoice(api, invoice_id: str, timeout: float = 20.0, **expected: Any) -> dict:
-    async def probe():
-        body = (await api.get(f"/v1/invoices/{invoice_id}")).body
-        return body if all(body.get(k) == v for k, v in expected.items()) else None
-
-    try:
-        return await eventually(probe, timeout=timeout)
-    except AssertionError:
-        current = (await api.get(f"/v1/invoices/{invoice_id}")).body
-        raise AssertionError(f"invoice never reached {expected}; now {current}") from None
-
-
-def page_path(invoice: dict) -> str:
-    path = "/" + invoice["url"].split("://", 1)[1].split("/", 1)[1]
-    assert path.startswith("/invoices/")
-    return path
-
-
-async def open_checkout(api, invoice: dict):
-    token = page_path(invoice).rsplit("/", 1)[1]
-    return await api.request("POST", f"/api/invoices/{token}/checkout", key="")
-
-
-async def pay_online(buyer, api, invoice: dict, email: str = "payer@example.com") -> dict:
-    """The buyer presses "Pay online" on the page (the JSON form of it) and pays with a card."""
-    opened = await open_checkout(api, invoice)
-    assert opened.status == 201, opened.body
-    assert opened.body["url"].endswith(f"/checkout/{opened.body['session_token']}")
-    again = await open_checkout(api, invoice)  # the same open session, never a second one
-    assert again.status == 201 and again.body["session_token"] == opened.body["session_token"]
-    buyer.token = opened.body["session_token"]
-    view = await buyer.view()
-    assert view.status == 200, view.body
-    assert view.body["summary"]["total_due_now"] == invoice["amount_due"]
-    buyer.csrf = view.body["csrf_token"]
-    submitted = await buyer.submit({"email": email})
-    assert submitted.status == 200, submitted.body
-    confirmed = await buyer.confirm_card(submitted.body["payment"]["client_secret"])
-    assert confirmed["http_status"] == 200, confirmed
-    done = await buyer.complete()
-    assert done.status == 200 and done.body["status"] == "complete", done.body
-    return done.body
 
 
 async def test_send_invoice_net_30_is_issued_goes_overdue_and_is_paid_online(api, buyer, account, stack, http):

@@ -75,6 +75,8 @@ PARAMS = {
     "pipeline_id": "pipeline",
     "subscription_id": "subscription",
     "invoice_id": "invoice",
+    "quote_id": "quote",
+    "webhook_endpoint_id": "webhook_endpoint",  # outbound webhooks (issue 5, part 4)
 }
 
 BY_ID: list[ById] = [
@@ -131,6 +133,18 @@ BY_ID: list[ById] = [
     ById("POST", "/v1/invoices/{invoice_id}/void", {}),
     ById("POST", "/v1/invoices/{invoice_id}/mark_paid", {}),
     ById("POST", "/v1/invoices/{invoice_id}/mark_uncollectible", {}),
+    ById("GET", "/v1/quotes/{quote_id}"),
+    ById("PATCH", "/v1/quotes/{quote_id}", {"title": "Renamed by an intruder"}),
+    ById("POST", "/v1/quotes/{quote_id}/publish", {}),
+    ById("POST", "/v1/quotes/{quote_id}/recall", {}),
+    ById("POST", "/v1/quotes/{quote_id}/convert_to_subscription", {}),
+    # -- outbound webhooks (issue 5, part 4) --
+    ById("GET", "/v1/webhook_endpoints/{webhook_endpoint_id}"),
+    ById("PATCH", "/v1/webhook_endpoints/{webhook_endpoint_id}", {"events": ["payment.failed"]}),
+    ById("DELETE", "/v1/webhook_endpoints/{webhook_endpoint_id}"),
+    ById("POST", "/v1/webhook_endpoints/{webhook_endpoint_id}/retry", {}),
+    ById("POST", "/v1/webhook_endpoints/{webhook_endpoint_id}/rotate_secret", {}),
+    ById("GET", "/v1/webhook_endpoints/{webhook_endpoint_id}/deliveries"),
 ]
 
 LISTS: list[Listing] = [
@@ -175,6 +189,15 @@ LISTS: list[Listing] = [
     Listing("/v1/invoices", "invoice"),
     Listing("/v1/invoices?subscription_id={subscription_id}", "invoice"),
     Listing("/v1/invoices?status=open", "invoice"),
+    Listing("/v1/quotes", "quote"),
+    Listing("/v1/quotes?status=draft", "quote"),
+    Listing("/v1/quotes?deal_id={deal_id}", "quote"),
+    Listing("/v1/quotes?contact_id={contact_id}", "quote"),
+    Listing("/v1/quotes?starting_after={quote_id}", "quote", own=False),
+    # -- outbound webhooks and the event feed (issue 5, part 4) --
+    Listing("/v1/webhook_endpoints", "webhook_endpoint"),
+    Listing("/v1/events", "event"),
+    Listing("/v1/events?limit=100", "event"),
 ]
 
 #: GET endpoints about the caller's own account (no id in the path).
@@ -186,6 +209,7 @@ SINGULAR = ["/v1/account", "/v1/account/processor", "/v1/test_clock", "/v1/analy
 OWN_ACCOUNT_WRITES = {
     ("POST", "/v1/payment_links"),
     ("POST", "/v1/contacts"),
+    ("POST", "/v1/contacts/batch/upsert"),  # CRM bulk upserts (issue 5): the caller's own contacts
     ("POST", "/v1/companies"),
     ("POST", "/v1/deals"),
     ("POST", "/v1/pipelines"),
@@ -198,6 +222,8 @@ OWN_ACCOUNT_WRITES = {
     ("POST", "/v1/discount_codes"),
     ("POST", "/v1/subscriptions"),
     ("POST", "/v1/analytics/dunning_dry_run"),
+    ("POST", "/v1/quotes"),
+    ("POST", "/v1/webhook_endpoints"),  # outbound webhooks (issue 5, part 4)
 }
 
 
@@ -229,6 +255,9 @@ class Side:
     pipeline: str = ""
     subscription: str = ""
     invoice: str = ""
+    quote: str = ""
+    webhook_endpoint: str = ""
+    event: str = ""  # the first event of the account's feed
 
     def value(self, param: str) -> str:
         return getattr(self, PARAMS[param])
@@ -251,6 +280,9 @@ class Side:
             self.pipeline,
             self.subscription,
             self.invoice,
+            self.quote,
+            self.webhook_endpoint,
+            self.event,
         }
 
 
@@ -379,6 +411,32 @@ async def world(stack, session) -> World:
             return (await api.get(f"/v1/invoices?subscription_id={side.subscription}")).body["data"]
 
         side.invoice = (await eventually(invoice, timeout=30))[0]["id"]
+        quote = await api.post(
+            "/v1/quotes",
+            {
+                "title": f"Quote of {label.upper()}",
+                "currency": "USD",
+                "deal_id": side.deal,
+                "contact_id": side.contact,
+                "line_items": [{"name": f"Work for {label.upper()}", "quantity": 1, "unit_amount": 5000}],
+            },
+        )
+        assert quote.status == 201, quote.body
+        side.quote = quote.body["id"]
+    for label, side in w.sides.items():  # outbound webhooks and the event feed (issue 5, part 4)
+        api = w.apis[label]
+        endpoint = await api.post(
+            "/v1/webhook_endpoints", {"url": "http://127.0.0.1:9/isolation", "events": ["*"], "description": side.name}
+        )
+        assert endpoint.status == 201, endpoint.body
+        side.webhook_endpoint = endpoint.body["id"]
+        await api.post("/v1/contacts", {"email": f"hooked-{side.email}"})  # an event with a delivery
+
+        async def delivered_to(api=api, side=side):
+            return (await api.get(f"/v1/webhook_endpoints/{side.webhook_endpoint}/deliveries")).body["data"]
+
+        await eventually(delivered_to, timeout=30)
+        side.event = (await api.get("/v1/events?limit=1")).body["data"][0]["id"]
     return w
 
 
@@ -501,6 +559,7 @@ async def probe_public(world: World, stack, session, intruder: str, owner: str) 
         f"/billing/payment-method/{me.subscription}",
         f"/api/payment-method/{me.subscription}",
         f"/invoices/{me.invoice}",
+        f"/quotes/{me.quote}",
     ):
         r = await buyer.api.get(path)
         if r.status != 404:

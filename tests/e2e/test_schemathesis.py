@@ -82,13 +82,19 @@ PARAM_OBJECTS = {
     "account_id": "account",
     "subscription_id": "subscription",
     "invoice_id": "invoice",
+    "quote_id": "quote",
+    "webhook_endpoint_id": "webhook_endpoint",  # outbound webhooks (issue 5, part 4)
 }
+#: Writes whose example needs an object in another state than the path's usual one.
+STATEFUL_TARGETS = {"/v1/quotes/{quote_id}/convert_to_subscription": "convertible_quote"}
 #: Public pages whose ``{token}`` is another object's token than a checkout session's.
 TOKEN_BY_PREFIX = {
     "/invoices/": "invoice_token",
     "/api/invoices/": "invoice_token",
     "/billing/payment-method/": "pm_token",
     "/api/payment-method/": "pm_token",
+    "/quotes/": "quote_token",
+    "/api/quotes/": "quote_token",
 }
 
 
@@ -139,6 +145,8 @@ async def seed(stack, session: aiohttp.ClientSession, name: str) -> World:
         world.ids[kind] = created.body["id"]
         return created.body
 
+    # first, so that every event below has a delivery in its log (nothing listens on port 9)
+    await make("webhook_endpoint", "/v1/webhook_endpoints", {"url": "http://127.0.0.1:9/r10", "events": ["*"]})
     product = await make("product", "/v1/products", {"name": "Seed beans", "unit_amount": 2500, "currency": "USD"})
     await make("tax_rate", "/v1/tax_rates", {"name": "Seed tax", "percentage": "7.5"})
     await make("discount_code", "/v1/discount_codes", {"code": f"SEED{tag}", "amount_off": 100, "currency": "USD"})
@@ -159,7 +167,7 @@ async def seed(stack, session: aiohttp.ClientSession, name: str) -> World:
         "/v1/contacts",
         {"email": f"seed-{tag}@example.com", "firstname": "Seed", "company_id": company["id"]},
     )
-    await make(
+    deal = await make(
         "deal", "/v1/deals", {"name": "Seed deal", "amount": 5000, "currency": "USD", "contact_ids": [contact["id"]]}
     )
     spare = await api.post("/v1/api_keys", {"scopes": ["payments:read"]})
@@ -228,6 +236,50 @@ async def seed(stack, session: aiohttp.ClientSession, name: str) -> World:
         )
 
     await eventually(settled, timeout=60, interval=0.2)
+    draft = await make(  # PATCH works on drafts: the {quote_id} of every quote operation
+        "quote",
+        "/v1/quotes",
+        {"title": "Seed draft", "currency": "USD", "line_items": [{"name": "Draft work", "unit_amount": 5000}]},
+    )
+    quote = await make(
+        "published_quote",
+        "/v1/quotes",
+        {
+            "title": "Seed quote",
+            "currency": "USD",
+            "deal_id": deal["id"],
+            "contact_id": contact["id"],
+            "owner_email": f"owner-{tag}@example.com",
+            "expires_on": "2099-12-31",
+            "line_items": [{"name": "Seed work", "quantity": 1, "unit_amount": 5000}],
+        },
+    )
+
+    convertible = await make(  # every item recurring: convert_to_subscription accepts it
+        "convertible_quote",
+        "/v1/quotes",
+        {
+            "title": "Seed plan quote",
+            "currency": "USD",
+            "deal_id": deal["id"],
+            "contact_id": contact["id"],
+            "owner_email": f"owner-{tag}@example.com",
+            "expires_on": "2099-12-31",
+            "line_items": [
+                {"name": "Seed care", "quantity": 1, "unit_amount": 900, "recurring": {"interval": "monthly"}}
+            ],
+        },
+    )
+
+    async def published() -> bool:  # once checkout has heard of the deal and the contact
+        got = await api.post(f"/v1/quotes/{quote['id']}/publish")
+        if got.status != 200:
+            return False
+        world.ids["quote_token"] = got.body["url"].rstrip("/").rsplit("/", 1)[1]
+        return (await api.post(f"/v1/quotes/{convertible['id']}/publish")).status == 200
+
+    await eventually(published, timeout=30, interval=0.2)
+    assert draft["status"] == "draft"
     return world
 
 
@@ -382,6 +434,8 @@ async def test_r10_no_mass_assignment(world, session, document):
             if name in PARAM_OBJECTS and isinstance(body[name], str):
                 body[name] = world.ids[PARAM_OBJECTS[name]]
         path = world.path(template)
+        if template in STATEFUL_TARGETS:  # a one-way action: on an object in the state it needs
+            path = template.replace("{quote_id}", world.ids[STATEFUL_TARGETS[template]])
         # The example alone is accepted (so a refusal below is the extra field's doing).
         accepted = await api.request(method, path, json_body=body)
         assert 200 <= accepted.status < 300, (method, template, accepted.status, accepted.body)

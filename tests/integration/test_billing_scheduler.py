@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import date
 
 import asyncpg
 import pytest
@@ -131,13 +130,61 @@ async def test_a_charge_whose_job_was_lost_is_enqueued_again_after_the_lease(poo
         await redis.delete(f"{namespace}:billing.msgs", f"{namespace}:billing")
 
 
-def test_the_cursor_is_the_last_row_of_a_batch():
-    rows = [
-        {"due_date": date(2027, 1, 2), "subscription_id": "sub_b"},
-        {"due_date": date(2027, 1, 3), "subscription_id": "sub_a"},
-        {"due_date": date(2027, 1, 3), "subscription_id": "sub_c"},
-    ]
-    assert scheduler.cursor_of(rows) == (date(2027, 1, 3), "sub_c") and scheduler.cursor_of([]) is None
+async def test_the_walk_crosses_accounts_each_on_its_own_clock(pool, owner, redis, account):
+    """Batches smaller than one account's due set carry the cursor from account to
+    account; an account whose clock is 10 days behind has nothing due yet."""
+    namespace = f"commerce-it-sched-{uuid.uuid4().hex[:8]}"
+    others = []
+    for offset_days in (0, -10, 0):
+        other = f"acct_sched_{uuid.uuid4().hex[:10]}"
+        await owner.execute(
+            """INSERT INTO billing.accounts (id, version, name, test_mode, settings, clock_offset_us)
+               VALUES ($1, 1, 'Scheduler', true, '{"time_zone": "UTC"}', $2)""",
+            other,
+            offset_days * 86_400_000_000,
+        )
+        others.append(other)
+    await add_subscriptions(owner, account, 5)
+    for other in others:
+        await add_subscriptions(owner, other, 3)
+    try:
+        await scheduler.run_pass(pool, redis, namespace, lease_s=60, batch=2)
+        mine = {account, *others}
+        created = await owner.fetch(
+            "SELECT account_id, count(*) AS n FROM billing.charges WHERE account_id = ANY($1) GROUP BY 1", list(mine)
+        )
+        assert {r["account_id"]: r["n"] for r in created} == {account: 5, others[0]: 3, others[2]: 3}
+        marked = await owner.fetchval(
+            "SELECT count(*) FROM billing.due_dates WHERE account_id = ANY($1) AND charged_index = next_index",
+            list(mine),
+        )
+        assert marked == 11  # out of the due index until their charges move them on
+    finally:
+        await redis.delete(f"{namespace}:billing.msgs", f"{namespace}:billing")
+
+
+async def test_a_subscription_claimed_by_a_concurrent_scheduler_is_not_charged_again(pool, owner, redis, account, dsn):
+    """Another scheduler's batch has claimed one subscription (marked it, not committed
+    yet): this pass waits for that claim and, once it commits, creates charges for the
+    other two only."""
+    namespace = f"commerce-it-sched-{uuid.uuid4().hex[:8]}"
+    await add_subscriptions(owner, account, 3)
+    busy = await owner.fetchval("SELECT min(id) FROM billing.subscriptions WHERE account_id = $1", account)
+    holder = await asyncpg.connect(dsn("billing", owner=True))
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute("UPDATE billing.due_dates SET charged_index = next_index WHERE subscription_id = $1", busy)
+        running = asyncio.create_task(scheduler.run_pass(pool, redis, namespace, lease_s=60, batch=10))
+        await asyncio.sleep(1.0)
+        assert not running.done()  # waiting for the other claim
+        await tx.commit()
+        await asyncio.wait_for(running, 30)
+        charged = await owner.fetch("SELECT subscription_id FROM billing.charges WHERE account_id = $1", account)
+        assert len(charged) == 2 and busy not in {r["subscription_id"] for r in charged}
+    finally:
+        await holder.close()
+        await redis.delete(f"{namespace}:billing.msgs", f"{namespace}:billing")
 
 
 async def test_a_pass_never_requeues_what_it_queued_itself(pool, owner, redis, account):
@@ -153,3 +200,49 @@ async def test_a_pass_never_requeues_what_it_queued_itself(pool, owner, redis, a
         assert len(mine) == len(set(mine)) == 12
     finally:
         await redis.delete(f"{namespace}:billing.msgs", f"{namespace}:billing")
+
+
+async def test_each_payment_date_is_looked_at_once_for_reminders(owner, account, dsn):
+    """Weekly plans (interval not longer than the 14-day lead) get a 'skipped' row and are
+    not read again; the annual ones behind them in the window are reminded, however small
+    the pass's limit."""
+    from services.billing.reminders.scheduler import remind_due
+    from shared.config import CommonSettings
+    from shared.db import create_pool
+
+    await owner.execute(
+        """UPDATE billing.accounts SET settings = settings || '{"subscription_settings": {"reminders_enabled": true}}'
+           WHERE id = $1""",
+        account,
+    )
+    await owner.execute(
+        """INSERT INTO billing.subscriptions
+               (id, account_id, status, currency, interval, start_date, payments_made, next_index,
+                next_payment_date, amount, subtotal, line_items, collection_method, source_type, source_id,
+                payment_method_id, email, test_mode, created_at, updated_at)
+           SELECT $1 || '_' || g, $2, 'active', 'USD', CASE WHEN g <= 3 THEN 'weekly' ELSE 'annually' END,
+                  current_date - 360, 1, 1, current_date + CASE WHEN g <= 3 THEN 5 ELSE 10 END, 1500, 1500, '[]',
+                  'charge_automatically', 'api', 'x', 'pm_x', 'buyer@example.com', true,
+                  now() - interval '360 days', now()
+           FROM generate_series(1, 5) g""",
+        f"sub_{uuid.uuid4().hex[:8]}",
+        account,
+    )
+    settings = CommonSettings(public_base_url="http://router.test")
+    pool = await create_pool(dsn("billing", owner=True), application_name="it-reminders", min_size=1, max_size=1)
+    sent = 0
+    try:
+        for _ in range(3):
+            async with pool.acquire() as conn, conn.transaction():
+                sent += await remind_due(conn, settings, account_id=account, limit=2)
+        async with pool.acquire() as conn, conn.transaction():
+            again = await remind_due(conn, settings, account_id=account, limit=2)
+    finally:
+        await pool.close()
+    rows = await owner.fetch(
+        "SELECT event_id IS NOT NULL AS sent, skipped FROM billing.reminders WHERE account_id = $1", account
+    )
+    assert sent == 2 and sorted(r["sent"] for r in rows) == [False, False, False, True, True]
+    assert {r["skipped"] for r in rows if not r["sent"]} == {"interval not longer than the lead time"}
+    assert again == 0
+    assert await owner.fetchval("SELECT count(*) FROM billing.reminders WHERE account_id = $1", account) == 5

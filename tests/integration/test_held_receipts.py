@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.notifications.emails import service
+from services.notifications.emails import handlers, service
 from services.notifications.emails.render import Renderer
 from services.notifications.settings import NotificationsSettings
 from shared.accounts import apply_account_snapshot
@@ -87,7 +87,7 @@ async def deliver(ctx: HandlerContext, account_id: str, event) -> None:
     env = envelope(account_id, type(event).event_type, event.model_dump(mode="json"))
     async with tenant_tx(ctx.app_pool, account_id) as conn:
         if isinstance(event, PurchaseCompletedV1):
-            await service.queue_receipt(ctx, conn, event, env)
+            await handlers.on_purchase_completed(ctx, conn, event, env)
         else:
             await service.settle_messages(conn, env, event)
 

@@ -36,13 +36,19 @@ SCHEMAS = dict(SERVICES)  # service -> schema
 GLOBAL_TABLES = {"alembic_version"}
 #: SECURITY DEFINER functions bypass row-level security: each one is reviewed, listed here.
 DEFINER_FUNCTIONS = {
-    "checkout": {"authenticate_api_key", "resolve_link_slug", "resolve_session_token", "resolve_invoice_token"},
+    "checkout": {
+        "authenticate_api_key",
+        "resolve_link_slug",
+        "resolve_session_token",
+        "resolve_invoice_token",
+        "resolve_quote_token",
+    },
     "billing": {"authenticate_api_key", "resolve_payment_method_token", "resolve_invoice_token"},
     "notifications": {"authenticate_api_key"},
     "crm_sync": {"authenticate_api_key"},
 }
 #: Tables keyed by the account itself (one row each).
-ONE_ROW_PER_ACCOUNT = {"accounts", "invoice_sequences"}
+ONE_ROW_PER_ACCOUNT = {"accounts", "invoice_sequences", "due_dates"}  # due_dates: one per subscription
 #: Values for columns whose CHECK constraints a generic value would not satisfy.
 COLUMN_VALUES: dict[str, Any] = {
     "currency": "USD",
@@ -67,6 +73,9 @@ TABLE_VALUES: dict[tuple[str, str], dict[str, Any]] = {
         "payments_made": 0,
     },
     ("billing", "charges"): {"status": "succeeded"},
+    ("billing", "reminders"): {"skipped": None},
+    ("checkout", "quotes"): {"status": "draft"},
+    ("checkout", "quote_versions"): {"version": lambda: next(_counter)},
     ("billing", "invoice_sequences"): {"prefix": "RLS", "next": 1},
     ("billing", "invoices"): {
         "status": "open",
@@ -132,6 +141,8 @@ def sample_value(table: Table, column: Column, account_id: str, known_key: bool 
     if column.name in overrides:
         if overrides[column.name] is None:  # must be unique and plain: a generated code
             return f"RLS{next(_counter)}"
+        if callable(overrides[column.name]):  # must be unique and of another type
+            return overrides[column.name]()
         return overrides[column.name]
     if table.name == "api_keys" and column.name == "key_hash" and known_key:
         return hashlib.sha256(api_key_for(account_id).encode()).hexdigest()
@@ -629,3 +640,26 @@ async def test_billing_token_resolvers_answer_only_for_the_token_given(apps, own
             assert [tuple(r.values()) for r in rows] == [(invoice["account_id"], invoice["id"])]
         assert await conn.fetch("SELECT * FROM billing.resolve_payment_method_token($1)", b"\x00" * 32) == []
         assert await conn.fetch("SELECT * FROM billing.resolve_invoice_token($1)", b"\x00" * 32) == []
+
+
+async def test_the_quote_page_resolver_answers_only_for_published_quotes(apps, owners, world):
+    """A quote's page token maps to one quote of one account, once it has been published."""
+    async with owners["checkout"].acquire() as conn:
+        quotes = await conn.fetch(
+            """UPDATE checkout.quotes SET token_hash = sha256(convert_to(id || ':quote', 'UTF8')),
+                      status = 'published', published = '{}', published_version = 1
+               WHERE account_id = ANY($1::text[]) RETURNING id, account_id, token_hash""",
+            [world.a, world.b],
+        )
+        draft = await conn.fetchrow(
+            """UPDATE checkout.quotes SET status = 'draft', published = NULL, published_version = 0
+               WHERE id = $1 RETURNING token_hash""",
+            quotes[0]["id"],
+        )
+    assert len(quotes) >= 2
+    async with apps["checkout"].acquire() as conn:
+        for quote in quotes[1:]:
+            rows = await conn.fetch("SELECT * FROM checkout.resolve_quote_token($1)", quote["token_hash"])
+            assert [tuple(r.values()) for r in rows] == [(quote["account_id"], quote["id"])]
+        assert await conn.fetch("SELECT * FROM checkout.resolve_quote_token($1)", draft["token_hash"]) == []
+        assert await conn.fetch("SELECT * FROM checkout.resolve_quote_token($1)", b"\x00" * 32) == []

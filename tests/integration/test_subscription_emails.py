@@ -10,25 +10,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
-from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from devtools.infra import free_port
-from devtools.mail_sink import FileSink
-from services.notifications.emails.handlers import registry
-from services.notifications.emails.mailer import SmtpMailer
-from services.notifications.emails.render import Renderer
-from services.notifications.settings import NotificationsSettings
-from shared.accounts import apply_account_snapshot
-from shared.db import create_pool, tenant_tx
-from shared.events import EventEnvelope
 from shared.events.models import (
-    AccountSnapshot,
     ChargedLine,
     PaymentFailedV1,
     PaymentSucceededV1,
@@ -38,115 +23,28 @@ from shared.events.models import (
     SubscriptionUpdatedV1,
     TaxRateRef,
 )
-from shared.inbox import HandlerContext, consume
+from tests.support.mail import NBSP, deliver, ledger, messages, parts, subject_of, to
+from tests.support.mail import envelope as _envelope
+from tests.support.mail import new_account as _new_account
 
-SCHEMA = "notifications"
 BUYER = "jane@example.com"
 RECIPIENTS = ["ops@merchant.test", "finance@merchant.test"]
 UPDATE_URL = "https://pay.example.test/subscriptions/update/tok_abc123"
-#: Swedish amounts separate the number and "kr" with a no-break space (babel); subjects
-#: have their whitespace collapsed to plain spaces by the renderer.
-NBSP = "\xa0"
-
-
-class Acks:
-    """Stands in for Redis in the acknowledgement step (not under test here)."""
-
-    def __init__(self) -> None:
-        self.pushed: list[str] = []
-
-    async def rpush(self, key: str, value: str) -> None:
-        self.pushed.append(value)
 
 
 @pytest.fixture
-def sink(tmp_path):
-    port = free_port()
-    controller = Controller(FileSink(tmp_path / "mail"), hostname="127.0.0.1", port=port)
-    controller.start()
-    yield port, tmp_path / "mail"
-    controller.stop()
+def ctx(notify_ctx):
+    return notify_ctx
 
 
-@pytest.fixture
-async def ctx(dsn, sink):
-    port, _ = sink
-    app = await create_pool(dsn(SCHEMA), application_name="test", min_size=1, max_size=2)
-    owner = await create_pool(dsn(SCHEMA, owner=True), application_name="test-owner", min_size=1, max_size=2)
-    settings = NotificationsSettings(
-        database_url=dsn(SCHEMA), database_owner_url=dsn(SCHEMA, owner=True), smtp_port=port, smtp_timeout_s=5
-    )
-    extras = {"renderer": Renderer(), "mailer": SmtpMailer(settings)}
-    yield HandlerContext("notifications", SCHEMA, settings, app, owner, Acks(), extras)
-    await app.close()
-    await owner.close()
-
-
-# -- the world: an account, billing's events, the sink's messages -------------------------------
-async def new_account(ctx: HandlerContext, **settings) -> str:
-    account_id = f"acct_subm_{uuid.uuid4().hex[:10]}"
-    snapshot = AccountSnapshot(
-        id=account_id,
-        version=1,
-        name="Acme Coffee",
-        test_mode=True,
-        settings={"notification_recipients": RECIPIENTS, "currencies": ["USD", "SEK"], **settings},
-        clock_offset_us=0,
-        api_keys=[],
-    )
-    async with tenant_tx(ctx.app_pool, account_id) as conn:
-        await apply_account_snapshot(conn, SCHEMA, snapshot)
-    return account_id
-
-
-def envelope(account_id: str, event) -> EventEnvelope:
-    return EventEnvelope(
-        id=f"evt_{uuid.uuid4().hex}",
-        type=type(event).event_type,
-        version=1,
-        account_id=account_id,
-        producer="billing",
-        occurred_at=datetime.now(UTC),
-        data=event.model_dump(mode="json"),
+async def new_account(ctx, **settings) -> str:
+    return await _new_account(
+        ctx, "acct_subm", **{"notification_recipients": RECIPIENTS, "currencies": ["USD", "SEK"], **settings}
     )
 
 
-async def deliver(ctx: HandlerContext, env: EventEnvelope) -> None:
-    """One delivery to the notifications actor, as the worker runs it."""
-    actor = f"notifications.on_{env.type.replace('.', '_')}"
-    await consume(ctx, registry.handlers[actor], env.model_dump(mode="json"))
-
-
-def messages(sink_dir: Path) -> list[EmailMessage]:
-    parser = BytesParser(policy=policy.default)
-    return [parser.parsebytes(p.read_bytes()) for p in sorted(sink_dir.glob("*.eml"))]
-
-
-def to(msgs: list[EmailMessage], address: str) -> list[EmailMessage]:
-    return [m for m in msgs if m["To"] == address]
-
-
-def subject_of(msg: EmailMessage) -> str:
-    """The Subject as a reader sees it: a long one is folded onto the next line, which
-    Python's parser returns with the fold's leading space."""
-    return str(msg["Subject"]).strip()
-
-
-def parts(msg: EmailMessage) -> tuple[str, str]:
-    """(text, html) of a message, with the line ends as written (SMTP carries CRLF)."""
-    text = msg.get_body(preferencelist=("plain",)).get_content()
-    html = msg.get_body(preferencelist=("html",)).get_content()
-    return text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
-
-
-async def ledger(ctx: HandlerContext, account_id: str) -> list[tuple[str, str, str, str]]:
-    async with tenant_tx(ctx.app_pool, account_id) as conn:
-        rows = await conn.fetch(
-            f"SELECT fact_key, kind, recipient, status FROM {SCHEMA}.emails "
-            "WHERE account_id = $1 ORDER BY kind, recipient",
-            account_id,
-        )
-    return [(r["fact_key"], r["kind"], r["recipient"], r["status"]) for r in rows]
+def envelope(account_id: str, event):
+    return _envelope(account_id, event)
 
 
 LINES = [
@@ -522,10 +420,16 @@ async def test_a_settlement_without_subscription_only_releases_the_held_receipt(
     settled = envelope(account_id, settlement(payment_id, succeeded=True))
     await deliver(ctx, settled)
     await deliver(ctx, settled)
-    (msg,) = messages(sink[1])
+    (msg,) = to(messages(sink[1]), BUYER)
     assert msg["To"] == BUYER and subject_of(msg) == "Your receipt from Acme Coffee ($25.00)"
     assert "This was a one-time payment" in parts(msg)[0]
-    assert await ledger(ctx, account_id) == [(f"payment:{payment_id}", "receipt", BUYER, "sent")]
+    # The recipients' payment notification was held with it, and released with it.
+    assert sorted(m["To"] for m in messages(sink[1]) if m["To"] != BUYER) == sorted(RECIPIENTS)
+    fact = f"payment:{payment_id}"
+    assert await ledger(ctx, account_id) == sorted(
+        [(fact, "payment_notification", r, "sent") for r in RECIPIENTS] + [(fact, "receipt", BUYER, "sent")],
+        key=lambda row: (row[1], row[2]),
+    )
 
 
 async def test_a_failed_settlement_without_subscription_sends_nothing(ctx, sink):
@@ -534,4 +438,7 @@ async def test_a_failed_settlement_without_subscription_sends_nothing(ctx, sink)
     await deliver(ctx, envelope(account_id, bank_debit_purchase(payment_id)))
     await deliver(ctx, envelope(account_id, settlement(payment_id, succeeded=False)))
     assert messages(sink[1]) == []
-    assert await ledger(ctx, account_id) == [(f"payment:{payment_id}", "receipt", BUYER, "dropped")]
+    assert {(row[1], row[3]) for row in await ledger(ctx, account_id)} == {
+        ("receipt", "dropped"),
+        ("payment_notification", "dropped"),
+    }

@@ -633,3 +633,102 @@ class ChargeLedger:
         assert report.unresolved == 0, report.details()
         assert report.charges == len(self.due) and report.charges > 0, report.details()
         return report
+
+
+# -- every e-mail of an account (TARGETS R13; the notification catalogue) ---------------------------
+@dataclass
+class EmailEffectsReport:
+    label: str
+    #: Rows in the send ledger (each one message that must arrive once).
+    emails: int
+    lost: int
+    doubled: int
+    #: Rows not in a final state yet (queued / sending), and rows by status.
+    unsent: int
+    statuses: dict[str, int]
+    problems: list[str]
+    settle_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.doubled == 0
+
+    def summary(self) -> str:
+        statuses = " ".join(f"{k}={v}" for k, v in sorted(self.statuses.items()))
+        return (
+            f"{self.label} effects: emails={self.emails} lost={self.lost} doubled={self.doubled} "
+            f"({statuses}; settled in {self.settle_seconds:.1f} s)"
+        )
+
+
+class EmailLedger:
+    """The checker of an account's e-mails: every row of ``notifications.emails`` must be
+    ``sent`` and its Message-ID must be in the SMTP sink exactly once. ``lost`` counts
+    rows not sent or not delivered; ``doubled`` counts deliveries beyond the first, and
+    messages in the sink that no row of the account sent (``expected`` rows: fewer is
+    lost too)."""
+
+    def __init__(self, stack: Stack, label: str, account_id: str, expected: int | None = None) -> None:
+        self.label = label
+        self.account_id = account_id
+        self.expected = expected
+        self._effects = EffectsLedger(stack, label)
+
+    async def rows(self) -> list[asyncpg.Record]:
+        (rows,) = await self._effects._fetch(
+            "notifications",
+            (
+                """SELECT id, kind, recipient, status, message_id, attempts, next_attempt_at, updated_at, last_error
+                   FROM notifications.emails WHERE account_id = $1 ORDER BY id""",
+                (self.account_id,),
+            ),
+        )
+        return rows
+
+    async def observe(self) -> EmailEffectsReport:
+        rows = await self.rows()
+        mail = self._effects._mail_files()
+        ours = {r["message_id"] for r in rows}
+        problems: list[str] = []
+        lost = doubled = 0
+        for r in rows:
+            copies = mail.get(r["message_id"], 0)
+            if copies == 0 or r["status"] != "sent":
+                lost += 1
+                problems.append(f"{r['id']} ({r['kind']} to {r['recipient']}): {r['status']}, {copies} delivered")
+            elif copies > 1:
+                doubled += copies - 1
+                problems.append(f"{r['id']} ({r['kind']} to {r['recipient']}): delivered {copies} times")
+        strangers = sum(n for message_id, n in mail.items() if message_id not in ours)
+        if strangers:  # a message in the sink that no row of this account sent
+            doubled += strangers
+            problems.append(f"{strangers} messages in the sink belong to no e-mail row")
+        if self.expected is not None and len(rows) < self.expected:
+            lost += self.expected - len(rows)
+            problems.append(f"{len(rows)} e-mail rows, {self.expected} expected")
+        statuses = Counter(r["status"] for r in rows)
+        return EmailEffectsReport(
+            label=self.label,
+            emails=len(rows),
+            lost=lost,
+            doubled=doubled,
+            unsent=statuses["queued"] + statuses["sending"],
+            statuses=dict(statuses),
+            problems=problems,
+        )
+
+    async def check_exactly_once(self, timeout: float = 120.0, quiet: float = 2.0) -> EmailEffectsReport:
+        """Wait until every row is final (or ``timeout``), a little longer for late
+        duplicates, print the summary line, and assert nothing was lost or doubled."""
+        started = time.monotonic()
+        while True:
+            report = await self.observe()
+            if (report.ok and report.unsent == 0) or time.monotonic() - started > timeout:
+                break
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(quiet)
+        report = await self.observe()
+        report.settle_seconds = time.monotonic() - started
+        print("\n" + report.summary(), flush=True)
+        assert report.ok, "\n".join([report.summary(), *report.problems[:25]])
+        return report

@@ -98,3 +98,51 @@ def test_unknown_routing_inputs():
         queue_of_actor("nobody.on_x")
     with pytest.raises(envelope_module.UnknownEvent):
         model_for("purchase.completed", 999)
+
+
+# --- the event feed and outbound webhooks (issue 5, part 4) --------------------------------------
+def test_every_event_type_is_classified_public_or_internal():
+    """A new event type must be classified in shared/events/routing.py: public (the
+    account's feed and webhooks) or internal (never shown to integrations)."""
+    from shared.events.routing import INTERNAL_EVENT_TYPES, PUBLIC_EVENT_TYPES
+
+    model_for("purchase.completed", 1)  # imports the models module
+    registered = {event_type for event_type, _version in envelope_module._MODELS}
+    assert not PUBLIC_EVENT_TYPES & INTERNAL_EVENT_TYPES
+    unclassified = registered - PUBLIC_EVENT_TYPES - INTERNAL_EVENT_TYPES
+    assert not unclassified, f"classify in shared/events/routing.py (public or internal): {sorted(unclassified)}"
+    assert (PUBLIC_EVENT_TYPES | INTERNAL_EVENT_TYPES) <= registered, "a classified type has no model"
+
+
+def test_public_events_reach_the_feed_and_internal_ones_never():
+    from shared.events.routing import FEED_ACTOR, INTERNAL_EVENT_TYPES, PUBLIC_EVENT_TYPES
+
+    for event_type in PUBLIC_EVENT_TYPES:
+        assert subscribers_of(event_type).count(FEED_ACTOR) == 1, event_type
+        assert set(SUBSCRIBERS.get(event_type, ())) <= set(subscribers_of(event_type))
+    for event_type in INTERNAL_EVENT_TYPES:
+        assert FEED_ACTOR not in subscribers_of(event_type), event_type
+    assert queue_of_actor(FEED_ACTOR) == "notifications"
+    assert FEED_ACTOR not in declared_handlers(), "the feed actor is not a per-type handler"
+
+
+def test_the_feed_and_drain_actors_are_declared_by_the_notifications_worker():
+    from dramatiq.brokers.stub import StubBroker
+
+    from services.notifications import worker
+    from services.notifications.events_feed.tasks import declare_feed_actor
+    from services.notifications.settings import NotificationsSettings
+    from services.notifications.webhooks.tasks import DRAIN_ACTOR, declare_drain_actor
+    from shared.events.routing import FEED_ACTOR
+
+    broker = StubBroker()
+    settings = NotificationsSettings()
+    try:
+        feed = declare_feed_actor(broker, settings, lambda: None)
+        drain = declare_drain_actor(broker, lambda: None)
+        assert [a.actor_name for a in feed] == [FEED_ACTOR] and drain.actor_name == DRAIN_ACTOR
+        assert {a.queue_name for a in (*feed, drain)} == {"notifications"}
+        assert set(broker.get_declared_actors()) == {FEED_ACTOR, DRAIN_ACTOR}
+    finally:
+        broker.close()
+    assert "declare_feed_actor" in vars(worker) and "declare_drain_actor" in vars(worker)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from shared import ids
 from shared.clock import SYSTEM_CLOCK, AccountClock, ClockMovedBackwards, advanced_offset, rfc3339
-from shared.ids import new_id, new_token, token_hash
+from shared.ids import new_id, new_ids, new_token, token_hash
 
 ID_BODY = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")  # Crockford base32, lower case
 
@@ -63,6 +63,20 @@ def test_real_ids_are_increasing_across_milliseconds():
     first = new_id("evt")
     time.sleep(0.003)
     assert new_id("evt") > first
+
+
+def test_ids_made_in_a_batch_have_the_same_form_and_time_part(monkeypatch):
+    millis = 1_700_000_000_123
+    monkeypatch.setattr(ids.time, "time_ns", lambda: millis * 1_000_000)
+    made = new_ids("contact", 5000)
+    assert len(set(made)) == 5000 and new_ids("contact", 0) == []
+    one = new_id("contact")
+    for value in made:
+        head, _, body = value.rpartition("_")
+        assert head == "contact" and ID_BODY.match(body), value
+        assert body[:10] == one.split("_")[1][:10]  # the same milliseconds as new_id encodes
+    # the random part uses the whole alphabet (base32 translated, not truncated)
+    assert set("".join(v[-16:] for v in made)) == set("0123456789abcdefghjkmnpqrstvwxyz")
 
 
 # -- tokens --------------------------------------------------------------------------------

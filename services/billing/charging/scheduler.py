@@ -4,8 +4,10 @@ Every statement here works on a whole batch (``INSERT … SELECT``, ``UPDATE …
 and the enqueue is one pipelined Redis round trip (`shared.broker.enqueue_many`): no
 row-by-row loops. Any number of schedulers may run at once:
 
-- a charge is unique per (subscription, payment index), so ``ON CONFLICT DO NOTHING``
-  makes a second scheduler — or a second run after downtime — create nothing;
+- a batch claims its subscriptions by marking each charged for its date in the statement
+  that creates the charge (rows already marked by a concurrent scheduler are skipped), so
+  a second scheduler — or a second run after downtime — creates nothing; a charge is
+  unique per (subscription, payment index) besides (``ON CONFLICT DO NOTHING``);
 - re-enqueueing claims rows with ``FOR UPDATE SKIP LOCKED``;
 - the charge row is its own outbox: ``enqueued_at`` is set in the transaction that
   creates (or re-claims) it and the job is enqueued after commit; a crash in between
@@ -35,50 +37,99 @@ ACCOUNT_NOW = "(now() + a.clock_offset_us * interval '1 microsecond')"
 ACCOUNT_TZ = "COALESCE(a.settings->>'time_zone', 'UTC')"
 ACCOUNT_TODAY = f"({ACCOUNT_NOW} AT TIME ZONE {ACCOUNT_TZ})::date"
 
-# New charges for every chargeable subscription whose next payment date has come.
-# ``$1``: only this account (NULL = all); ``$2``: batch size; ``$3``: mark enqueued now
-# (the periodic pass enqueues right after commit) or leave for the sweep (test clock).
-_CREATE_DUE = f"""
-WITH due AS (
-    SELECT s.id, s.account_id, s.next_index, s.next_payment_date, s.amount, s.currency,
-           {ACCOUNT_TZ} AS tz, {ACCOUNT_NOW} AS account_now
-    FROM {S}.subscriptions s JOIN {S}.accounts a ON a.id = s.account_id
-    WHERE s.status IN ('scheduled', 'active')
-      AND s.collection_method = 'charge_automatically'
-      AND s.payment_method_id IS NOT NULL  -- none saved yet: nothing to charge (decision 33)
-      AND s.next_payment_date IS NOT NULL
-      AND s.amount > 0
-      AND NOT s.cancel_at_period_end
-      AND s.next_payment_date <= {ACCOUNT_TODAY}
-      AND ($1::text IS NULL OR s.account_id = $1)
-      -- a pass walks the due subscriptions once (keyset cursor $4, $5) ...
-      AND ($4::date IS NULL OR (s.next_payment_date, s.id) > ($4::date, $5::text))
-      -- ... skipping those whose date already has its charge (in flight, or retrying)
-      AND NOT EXISTS (SELECT 1 FROM {S}.charges c WHERE c.subscription_id = s.id AND c.period_index = s.next_index)
-    ORDER BY s.next_payment_date, s.id
-    LIMIT $2
-)
-INSERT INTO {S}.charges (id, account_id, subscription_id, period_index, due_date, amount, currency,
-                         status, run_at, enqueued_at, created_at, updated_at)
-SELECT 'ch_' || replace(gen_random_uuid()::text, '-', ''), due.account_id, due.id, due.next_index,
-       due.next_payment_date, due.amount, due.currency, 'scheduled',
-       due.next_payment_date::timestamp AT TIME ZONE due.tz,
-       CASE WHEN $3 THEN now() END, due.account_now, due.account_now
-FROM due
-ON CONFLICT (subscription_id, period_index) DO NOTHING
-RETURNING id, account_id, due_date, subscription_id
+#: Each account with its clock: ``$1`` only this account (NULL = all).
+ACCOUNT_CLOCKS = f"""
+SELECT a.id, a.settings, {ACCOUNT_TZ} AS tz, {ACCOUNT_NOW} AS account_now, {ACCOUNT_TODAY} AS today
+FROM {S}.accounts a WHERE ($1::text IS NULL OR a.id = $1)
 """
 
-# Charges whose job should be (re)queued: never enqueued, or enqueued longer ago than the
-# lease without reaching a final state (message lost: Redis wiped, crash before enqueue,
-# retries exhausted while the outcome was unknown).
+#: A row ``d`` of ``due_dates`` in its index due_dates_due (migration 0007) for account
+#: ``k``, up to that account's today: a subscription's payment date has come and has no
+#: charge yet. Queries that read the index repeat its predicate, so the planner uses it.
+DUE_RANGE = """
+    d.account_id = k.id
+    AND (d.charged_index IS NULL OR d.charged_index < d.next_index)
+    AND d.next_payment_date <= k.today
+"""
+
+# ... charged automatically (``due_dates.chargeable``, kept with the subscription's
+# collection method, saved method, amount and cancel-at-period-end).
+_DUE_COLUMNS = (
+    "d.subscription_id AS id, d.account_id, d.next_index, d.next_payment_date, d.amount, d.currency, "
+    "k.tz, k.account_now"
+)
+
+# New charges for up to ``$2`` chargeable due subscriptions, walked in (account, date, id)
+# order after the keyset cursor ``($4, $5, $6)`` — the rest of the cursor's account, then
+# each following account from the start of its due range — so a batch reads only due rows.
+# The UPDATE that marks a date charged (``due_dates.charged_index``, which takes it out of
+# the index until the charge moves the subscription on) is the claim: it takes the rows in
+# key order (no two schedulers deadlock) and only those still unmarked once a concurrent
+# claim has committed, and only claimed rows get a charge — a second scheduler creates
+# nothing for them. ``$3``: mark enqueued now (the periodic pass enqueues right after
+# commit) or leave for the sweep (test clock). Returns the created charges (kind 'charge')
+# and one 'cursor' row: the batch's last subscription and how many the batch read.
+_CREATE_DUE = f"""
+WITH k AS MATERIALIZED ({ACCOUNT_CLOCKS}),
+due AS MATERIALIZED (
+    (SELECT {_DUE_COLUMNS}
+     FROM k JOIN {S}.due_dates d ON d.account_id = k.id
+     WHERE k.id = $4 AND (d.next_payment_date, d.subscription_id) > ($5::date, $6::text)
+       AND {DUE_RANGE} AND d.chargeable
+     ORDER BY d.next_payment_date, d.subscription_id
+     LIMIT $2)
+    UNION ALL
+    (SELECT x.* FROM (SELECT * FROM k WHERE $4::text IS NULL OR k.id > $4 ORDER BY k.id) k
+     CROSS JOIN LATERAL (
+         SELECT {_DUE_COLUMNS}
+         FROM {S}.due_dates d
+         WHERE {DUE_RANGE} AND d.chargeable
+         ORDER BY d.next_payment_date, d.subscription_id
+         LIMIT $2) x
+     ORDER BY k.id, x.next_payment_date, x.id
+     LIMIT $2)
+),
+batch AS MATERIALIZED (SELECT * FROM due ORDER BY account_id, next_payment_date, id LIMIT $2),
+claimed AS (
+    UPDATE {S}.due_dates d SET charged_index = d.next_index
+    WHERE d.subscription_id = ANY (ARRAY(SELECT id FROM batch))
+      AND (d.charged_index IS NULL OR d.charged_index < d.next_index)
+    RETURNING d.subscription_id, d.next_index
+),
+created AS (
+    INSERT INTO {S}.charges (id, account_id, subscription_id, period_index, due_date, amount, currency,
+                             status, run_at, enqueued_at, created_at, updated_at)
+    SELECT 'ch_' || replace(gen_random_uuid()::text, '-', ''), b.account_id, b.id, b.next_index,
+           b.next_payment_date, b.amount, b.currency, 'scheduled',
+           b.next_payment_date::timestamp AT TIME ZONE b.tz,
+           CASE WHEN $3 THEN now() END, b.account_now, b.account_now
+    -- (a date that moved on since the walk is left for the next pass)
+    FROM claimed c JOIN batch b ON b.id = c.subscription_id AND b.next_index = c.next_index
+    -- (a charge for the date exists only if charged_index was lost — restored backups)
+    ON CONFLICT (subscription_id, period_index) DO NOTHING
+    RETURNING id, account_id
+)
+SELECT 'charge' AS kind, id, account_id, NULL::date AS due_date, NULL::bigint AS read FROM created
+UNION ALL
+(SELECT 'cursor', id, account_id, next_payment_date, count(*) OVER ()
+ FROM batch ORDER BY account_id DESC, next_payment_date DESC, id DESC LIMIT 1)
+"""
+
+# Charges whose job should be (re)queued: not on the queue and allowed to run (new from a
+# test-clock move, or retrying), or put on the queue longer ago than the lease without
+# reaching a final state (message lost: Redis wiped, crash before enqueue, retries
+# exhausted while the outcome was unknown). The two ranges have their own indexes
+# (migration 0007); ``run_at`` is bounded by the latest account clock so that range
+# stops at what may run somewhere, and each row is then held to its own account's clock.
 _CLAIM_RUNNABLE = f"""
 UPDATE {S}.charges c SET enqueued_at = now()
 FROM (
     SELECT c2.id FROM {S}.charges c2 JOIN {S}.accounts a ON a.id = c2.account_id
     WHERE c2.status IN ('scheduled', 'processing', 'retrying')
-      -- the lease counts from the pass's start: what this pass queued is never re-queued by it
-      AND (c2.enqueued_at IS NULL OR c2.enqueued_at < COALESCE($4, now()) - $2 * interval '1 second')
+      AND ((c2.enqueued_at IS NULL
+            AND c2.run_at <= (SELECT max(k.account_now) FROM ({ACCOUNT_CLOCKS}) k))
+           -- the lease counts from the pass's start: what this pass queued is never re-queued by it
+           OR (c2.enqueued_at IS NOT NULL AND c2.enqueued_at < COALESCE($4, now()) - $2 * interval '1 second'))
       AND c2.run_at <= {ACCOUNT_NOW}
       AND ($1::text IS NULL OR c2.account_id = $1)
     ORDER BY c2.run_at
@@ -90,10 +141,26 @@ RETURNING c.id, c.account_id
 """
 
 
+#: A batch sorts and hashes tens of thousands of rows: in memory, and without JIT
+#: compilation (its cost estimate is large, its run short).
+BATCH_SETTINGS = "SET LOCAL work_mem = '64MB'; SET LOCAL jit = off"
+
+
 @dataclass(frozen=True, slots=True)
 class PassResult:
     created: int
     enqueued: int
+
+
+@dataclass(frozen=True, slots=True)
+class DueBatch:
+    """What one batch created, and where the walk goes on from."""
+
+    created: list[asyncpg.Record]
+    #: (account id, payment date, subscription id) of the last subscription read; None: none read
+    cursor: tuple | None
+    #: subscriptions the batch took (a charge created for each, bar conflicts)
+    read: int
 
 
 def charge_messages(rows: list[asyncpg.Record]) -> list[OutgoingMessage]:
@@ -109,15 +176,16 @@ async def create_due_charges(
     limit: int = 50_000,
     mark_enqueued: bool,
     after: tuple | None = None,
-) -> list[asyncpg.Record]:
+) -> DueBatch:
     """Charges for up to ``limit`` due subscriptions after the cursor ``after`` (the
-    (date, subscription id) of the previous batch's last row)."""
-    after_date, after_id = after or (None, None)
-    return await conn.fetch(_CREATE_DUE, account_id, limit, mark_enqueued, after_date, after_id)
-
-
-def cursor_of(rows: list[asyncpg.Record]) -> tuple | None:
-    return max(((r["due_date"], r["subscription_id"]) for r in rows), default=None)
+    previous batch's `DueBatch.cursor`)."""
+    after_account, after_date, after_id = after or (None, None, None)
+    rows = await conn.fetch(_CREATE_DUE, account_id, limit, mark_enqueued, after_account, after_date, after_id)
+    created = [r for r in rows if r["kind"] == "charge"]
+    last = next((r for r in rows if r["kind"] == "cursor"), None)
+    if last is None:
+        return DueBatch(created, None, 0)
+    return DueBatch(created, (last["account_id"], last["due_date"], last["id"]), last["read"])
 
 
 async def claim_runnable(
@@ -133,26 +201,34 @@ async def claim_runnable(
 
 async def schedule_for_account(conn: asyncpg.Connection, account_id: str) -> int:
     """Inside a tenant transaction (the test clock moved): create what became due for
-    this account, for the scheduler process to enqueue once it is committed (NOTIFY)."""
-    rows = await create_due_charges(conn, account_id=account_id, mark_enqueued=False)
+    this account, for the scheduler process to enqueue once it is committed (NOTIFY).
+    Batches like a pass; the account's rows are locked by the caller's transaction."""
+    created, after = 0, None
+    while True:
+        batch = await create_due_charges(conn, account_id=account_id, mark_enqueued=False, after=after)
+        created += len(batch.created)
+        if batch.cursor is None or batch.read < 50_000:
+            break
+        after = batch.cursor
     await conn.execute(f"SELECT pg_notify('{NOTIFY_CHANNEL}', $1)", account_id)
-    return len(rows)
+    return created
 
 
 async def run_pass(pool: asyncpg.Pool, redis, namespace: str, *, lease_s: float, batch: int = 50_000) -> PassResult:
     """One scheduler pass over every account: new due charges, then anything runnable
-    that is not on the queue. Batches until a pass finds less than a batch."""
+    that is not on the queue. Batches until a batch reads less than a batch."""
     created = enqueued = 0
     after = None
     pass_started = await pool.fetchval("SELECT clock_timestamp()")
     while True:
         async with pool.acquire() as conn, conn.transaction():
-            rows = await create_due_charges(conn, limit=batch, mark_enqueued=True, after=after)
-        enqueued += await enqueue_many(redis, namespace, charge_messages(rows))
-        created += len(rows)
-        if len(rows) < batch:
+            await conn.execute(BATCH_SETTINGS)
+            due = await create_due_charges(conn, limit=batch, mark_enqueued=True, after=after)
+        enqueued += await enqueue_many(redis, namespace, charge_messages(due.created))
+        created += len(due.created)
+        if due.cursor is None or due.read < batch:
             break
-        after = cursor_of(rows)
+        after = due.cursor
     while True:
         async with pool.acquire() as conn, conn.transaction():
             rows = await claim_runnable(conn, lease_s=lease_s, limit=batch, pass_started=pass_started)

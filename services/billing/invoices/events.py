@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from shared.config import CommonSettings
-from shared.events.models import InvoiceLine, InvoiceUpdatedV1
+from shared.events.models import InvoiceLine, InvoiceTerms, InvoiceUpdatedV1
 from shared.outbox import publish_event
 
 from ..subscriptions.service import contact_name
@@ -51,6 +51,10 @@ def invoice_event(settings: CommonSettings, row: Any, previous_status: str | Non
         voided_at=row["voided_at"],
         payment_id=row["payment_id"],
         test_mode=row["test_mode"],
+        overdue_at=row["overdue_at"],
+        locale=row["locale"],
+        payment_terms_days=row["payment_terms_days"],
+        terms=InvoiceTerms(**row["terms"]) if row["terms"] else None,
     )
 
 

@@ -13,7 +13,7 @@ import asyncpg
 
 from shared.db import assignments
 
-from ..charging.scheduler import ACCOUNT_NOW, ACCOUNT_TODAY
+from ..charging.scheduler import ACCOUNT_CLOCKS, ACCOUNT_TODAY, DUE_RANGE
 from .numbering import Taken, taken_from_next
 
 S = "billing"
@@ -22,22 +22,25 @@ S = "billing"
 # automatically but collecting the payment method on the first invoice (until a method
 # is saved). Locked, so two issuers never invoice one subscription at once.
 _DUE = f"""
-SELECT s.*, {ACCOUNT_NOW} AS account_now, {ACCOUNT_TODAY} AS account_today, a.settings AS account_settings,
+SELECT s.*, k.account_now, k.today AS account_today, k.settings AS account_settings,
        (SELECT count(*) FROM {S}.invoices i WHERE i.subscription_id = s.id AND i.status <> 'void')::int
            AS invoices_issued
-FROM {S}.subscriptions s JOIN {S}.accounts a ON a.id = s.account_id
-WHERE s.status IN ('scheduled', 'active')
-  AND s.next_payment_date IS NOT NULL
-  AND s.next_payment_date <= {ACCOUNT_TODAY}
-  AND s.amount > 0
-  AND NOT s.cancel_at_period_end
-  AND (s.collection_method = 'send_invoice'
-       OR (s.collection_method = 'charge_automatically' AND s.collect_method_on_first_invoice
-           AND s.payment_method_id IS NULL))
-  AND ($1::text IS NULL OR s.account_id = $1)
+FROM ({ACCOUNT_CLOCKS}) k
+CROSS JOIN LATERAL (
+    SELECT s.* FROM {S}.due_dates d JOIN {S}.subscriptions s ON s.id = d.subscription_id
+    WHERE {DUE_RANGE}
+      AND s.status IN ('scheduled', 'active')
+      AND s.amount > 0
+      AND NOT s.cancel_at_period_end
+      AND (s.collection_method = 'send_invoice'
+           OR (s.collection_method = 'charge_automatically' AND s.collect_method_on_first_invoice
+               AND s.payment_method_id IS NULL))
+    ORDER BY d.next_payment_date, d.subscription_id
+    LIMIT $2
+    FOR UPDATE OF s SKIP LOCKED
+) s
 ORDER BY s.next_payment_date, s.id
 LIMIT $2
-FOR UPDATE OF s SKIP LOCKED
 """
 
 # Take ``k`` numbers per account: the sequence row is created on first use (numbers 1..k)
@@ -57,20 +60,47 @@ INSERT INTO {S}.invoices (
     id, account_id, number, sequence, subscription_id, period_index, status, issue_date, due_date,
     payment_terms_days, currency, lines, subtotal, discount, tax, total, token_hash, language, locale,
     comments, tax_ids, email, contact, contact_id, company_id, billing_address, payment_settings,
-    collect_payment_method, test_mode, issued_at, created_at, updated_at)
+    collect_payment_method, test_mode, terms, issued_at, created_at, updated_at)
 SELECT r.id, r.account_id, r.number, r.sequence, r.subscription_id, r.period_index, 'open', r.issue_date,
        r.due_date, r.payment_terms_days, r.currency, r.lines, r.subtotal, r.discount, r.tax, r.total,
        decode(r.token_hash, 'hex'), r.language, r.locale, r.comments, r.tax_ids, r.email,
        COALESCE(r.contact, '{{}}'), r.contact_id, r.company_id, r.billing_address, r.payment_settings,
-       r.collect_payment_method, r.test_mode, r.at, r.at, r.at
+       r.collect_payment_method, r.test_mode, r.terms, r.at, r.at, r.at
 FROM jsonb_to_recordset($1::jsonb) AS r(
     id text, account_id text, number text, sequence int, subscription_id text, period_index int,
     issue_date date, due_date date, payment_terms_days int, currency text, lines jsonb, subtotal bigint,
     discount bigint, tax bigint, total bigint, token_hash text, language text, locale text, comments text,
     tax_ids jsonb, email text, contact jsonb, contact_id text, company_id text, billing_address jsonb,
-    payment_settings jsonb, collect_payment_method boolean, test_mode boolean, at timestamptz)
+    payment_settings jsonb, collect_payment_method boolean, test_mode boolean, terms jsonb, at timestamptz)
 ORDER BY r.sequence
 RETURNING *
+"""
+
+# Open invoices past their due date on their account's clock, not yet marked overdue
+# (index invoices_not_yet_overdue, migration 0008: its predicate is repeated here), up to
+# ``$2`` per batch: marked once, with a new version (decision 83). Locked SKIP LOCKED, so
+# concurrent passes (schedulers, the test-clock hook) mark disjoint rows; a payment that
+# holds the row's lock is waited for by nobody, and an invoice a bank debit is paying is
+# not overdue until that debit fails (no message a later one contradicts, PRODUCT §11).
+_OVERDUE = f"""
+WITH k AS MATERIALIZED ({ACCOUNT_CLOCKS}),
+due AS MATERIALIZED (
+    SELECT i.id, k.account_now FROM k
+    CROSS JOIN LATERAL (
+        SELECT i.id FROM {S}.invoices i
+        WHERE i.account_id = k.id AND i.status = 'open' AND i.overdue_at IS NULL AND i.payment_id IS NULL
+          AND i.due_date < k.today
+        ORDER BY i.due_date, i.id
+        LIMIT $2
+        FOR NO KEY UPDATE OF i SKIP LOCKED
+    ) i
+    LIMIT $2
+)
+UPDATE {S}.invoices i
+SET overdue_at = due.account_now, version = i.version + 1, updated_at = due.account_now
+FROM due
+WHERE i.id = due.id
+RETURNING i.*
 """
 
 _ADVANCE = f"""
@@ -85,6 +115,10 @@ RETURNING s.*
 
 async def due_subscriptions(conn: asyncpg.Connection, *, account_id: str | None, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(_DUE, account_id, limit)
+
+
+async def mark_overdue(conn: asyncpg.Connection, *, account_id: str | None, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(_OVERDUE, account_id, limit)
 
 
 async def take_numbers(conn: asyncpg.Connection, wanted: dict[str, tuple[str, int]]) -> dict[str, Taken]:

@@ -10,6 +10,9 @@ A pass, in one transaction per batch:
 4. insert every invoice in one statement, advance every subscription in one statement,
    and write the ``invoice.updated`` / ``subscription.updated`` events in one statement.
 
+Then open invoices past their due date are marked overdue, once each, with their
+``invoice.updated`` snapshots (`overdue_batch`, decision 83).
+
 A failure anywhere rolls the whole batch back, numbers included: no gaps. Issuing is
 treated like a charge for the schedule (next index and date move on, a ``scheduled``
 subscription becomes ``active``); ``payments_made`` counts when an invoice is paid
@@ -82,6 +85,12 @@ def _invoice_rows(settings: CommonSettings, sub: Any, due: amounts.DuePeriods) -
                 "payment_settings": chosen.payment_settings(),
                 "collect_payment_method": sub["collection_method"] == "charge_automatically",
                 "test_mode": sub["test_mode"],
+                "terms": {
+                    "interval": sub["interval"],
+                    "payments_total": sub["payments_total"],
+                    "start_date": sub["start_date"].isoformat(),
+                    "end_date": sub["end_date"].isoformat() if sub["end_date"] else None,
+                },
                 "at": sub["account_now"].isoformat(),
             }
         )
@@ -146,35 +155,61 @@ async def issue_batch(
     return IssueResult(len(inserted), len(subs), more)
 
 
+async def overdue_batch(
+    conn: asyncpg.Connection, settings: CommonSettings, *, account_id: str | None = None, limit: int = BATCH
+) -> int:
+    """Mark open invoices past their due date overdue — once each, in one statement — and
+    write their ``invoice.updated`` snapshots in the same transaction (the caller's)."""
+    marked = await repo.mark_overdue(conn, account_id=account_id, limit=limit)
+    if marked:
+        await publish_many(
+            conn,
+            schema="billing",
+            producer="billing",
+            events=[(r["account_id"], invoice_event(settings, r, r["status"]), r["overdue_at"]) for r in marked],
+        )
+        log.info("invoices overdue", count=len(marked))
+    return len(marked)
+
+
 async def issue_due(
     conn: asyncpg.Connection, settings: CommonSettings, *, account_id: str | None = None, limit: int = BATCH
 ) -> int:
     """Every invoice due (for one account, or all), in the caller's transaction: batches
     until one comes back short (a subscription advanced by a batch is not due again
-    unless a long jump left more than a batch's worth of periods)."""
+    unless a long jump left more than a batch's worth of periods); then the invoices
+    that became overdue."""
     issued = 0
     for _ in range(1000):
         result = await issue_batch(conn, settings, account_id=account_id, limit=limit)
         issued += result.issued
         if not result.more:
             break
+    for _ in range(1000):
+        if await overdue_batch(conn, settings, account_id=account_id, limit=limit) < limit:
+            break
     return issued
 
 
 async def run_pass(pool: asyncpg.Pool, settings: CommonSettings, *, batch: int = BATCH) -> int:
-    """The scheduler process's pass over every account: a transaction per batch. A bug
-    here must not stop the charges that run after it in the same loop: anything but a
-    database or network error is logged and the pass ends (its batch rolled back)."""
+    """The scheduler process's pass over every account: a transaction per batch, issuing
+    and then marking overdue. A bug here must not stop the charges that run after it in
+    the same loop: anything but a database or network error is logged and the pass ends
+    (its batch rolled back)."""
     issued = 0
-    while True:
-        try:
+    try:
+        while True:
             async with pool.acquire() as conn, conn.transaction():
                 result = await issue_batch(conn, settings, limit=batch)
-        except (OSError, asyncpg.PostgresError):
-            raise
-        except Exception as exc:
-            log.error("issuing invoices failed", error=repr(exc))
-            return issued
-        issued += result.issued
-        if not result.more:
-            return issued
+            issued += result.issued
+            if not result.more:
+                break
+        while True:
+            async with pool.acquire() as conn, conn.transaction():
+                if await overdue_batch(conn, settings, limit=batch) < batch:
+                    break
+    except (OSError, asyncpg.PostgresError):
+        raise
+    except Exception as exc:
+        log.error("issuing invoices failed", error=repr(exc))
+    return issued

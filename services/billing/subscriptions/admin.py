@@ -233,8 +233,16 @@ def _refuse_ended(row: asyncpg.Record, action: str) -> None:
 
 # -- create ---------------------------------------------------------------------------------------
 async def create(
-    conn: asyncpg.Connection, settings: CommonSettings, account: Account, body: SubscriptionCreate
-) -> asyncpg.Record:
+    conn: asyncpg.Connection,
+    settings: CommonSettings,
+    account: Account,
+    body: SubscriptionCreate,
+    *,
+    origin: tuple[str, str, str] | None = None,
+) -> asyncpg.Record | None:
+    """A subscription from scratch. ``origin`` (source type, source id, group key): made
+    from another record (a converted quote) — once per group however often it is asked
+    (None when it exists already)."""
     currency = check_currency(account, body.currency)
     method = body.collection.method
     if body.contact_id is None and body.email is None:
@@ -296,8 +304,9 @@ async def create(
             "payment_terms_days": body.collection.terms(),
             "collect_method_on_first_invoice": body.collection.collect_payment_method_on_first_invoice,
             "invoice_settings": body.invoice_settings.model_dump(),
-            "source_type": "deal" if body.from_deal_id else "api",
-            "source_id": body.from_deal_id or sub_id,
+            "source_type": origin[0] if origin else "deal" if body.from_deal_id else "api",
+            "source_id": origin[1] if origin else body.from_deal_id or sub_id,
+            **({"origin_payment_id": origin[1], "subscription_group": origin[2]} if origin else {}),
             "metadata": body.metadata,
             "test_mode": account.test_mode,
             "created_at": now,
@@ -305,7 +314,7 @@ async def create(
         },
         now,
     )
-    assert row is not None  # no purchase group: nothing to conflict with
+    assert row is not None or origin is not None  # only an origin's group can exist already
     return row
 
 

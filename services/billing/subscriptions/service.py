@@ -119,6 +119,8 @@ async def born_from_purchase(
     items = {item.line_item_id: item for item in event.items}
     source_type = event.source.get("type", "payment_link")
     known = await repo.purchase_contact(conn, account.id, event.payment_id)  # if the CRM was first
+    quote = event.quote  # a quote paid online: its deal, contact and company (PRODUCT §5)
+    quote_deals = [quote.deal_id] if quote and quote.deal_id else []
     created = []
     for terms in event.subscriptions:
         lines = [items[i] for i in terms.line_item_ids if i in items]
@@ -165,9 +167,9 @@ async def born_from_purchase(
                 ],
                 "email": event.contact.email,
                 "contact": event.contact.model_dump(exclude_none=True),
-                "contact_id": known["contact_id"] if known else None,
-                "company_id": known["company_id"] if known else None,
-                "deal_ids": list(known["deal_ids"]) if known else [],
+                "contact_id": known["contact_id"] if known else (quote.contact_id if quote else None),
+                "company_id": known["company_id"] if known else (quote.company_id if quote else None),
+                "deal_ids": list(dict.fromkeys([*(known["deal_ids"] if known else []), *quote_deals])),
                 "billing_address": event.billing_address.model_dump() if event.billing_address else None,
                 "collection_method": "charge_automatically",
                 "invoice_settings": {},

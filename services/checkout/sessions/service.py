@@ -31,6 +31,7 @@ from shared.events.models import (
     PurchaseCompletedV1,
     PurchaseContact,
     PurchasedItem,
+    QuoteRef,
     RecurringTerms,
     SubscriptionTerms,
     TaxRateRef,
@@ -564,6 +565,10 @@ async def record_payment(
             await _redeem_discount_code(conn, account, session, payment["id"], now)
         if session["source_type"] == "payment_link":
             await links_repo.deactivate_after_payment(conn, account.id, session["source_id"], now)
+        elif session["source_type"] == "quote":
+            from ..quotes import service as quotes  # quotes build on sessions, not the reverse
+
+            await quotes.mark_paid(conn, account, session["source_id"], payment["id"], now)
         if op_id:
             await repo.record_operation(
                 conn, op_id, "succeeded", {"intent_id": outcome.id, "payment_id": payment["id"]}
@@ -639,6 +644,7 @@ def _purchase_event(account: Account, session, payment, outcome: IntentOutcome, 
             deal_id=settings.get("deal_id"),
             create_deal=settings.get("create_deal"),
         )
+    quote = QuoteRef(**settings["quote"]) if session["source_type"] == "quote" and settings.get("quote") else None
     code = session["discount_code"]
     return PurchaseCompletedV1(
         payment_id=payment["id"],
@@ -661,6 +667,7 @@ def _purchase_event(account: Account, session, payment, outcome: IntentOutcome, 
         billing_address=Address(**session["billing_address"]) if session["billing_address"] else None,
         shipping_address=Address(**session["shipping_address"]) if session["shipping_address"] else None,
         deal_rule=deal_rule,
+        quote=quote,
         crm_record=settings.get("crm_record"),
         paid_at=payment["created_at"],
         checkout_day=session["checkout_day"],

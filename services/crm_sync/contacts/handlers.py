@@ -8,7 +8,6 @@ from aiohttp import web
 from shared.accounts import load_account
 from shared.events import EventEnvelope
 from shared.events.models import ContactUpsertedV1, PurchaseCompletedV1
-from shared.ids import new_id
 from shared.inbox import HandlerContext, HandlerRegistry
 from shared.outbox import publish_event
 from shared.web.auth import require
@@ -23,8 +22,17 @@ from ..crm.purchases import apply_purchase
 from ..crm.schemas import AssociationsOut, associations_out
 from ..crm.service import account_now
 from . import repository as repo
-from . import service
-from .schemas import ContactCreate, ContactList, ContactOut, ContactUpdate, contact_out
+from . import service, upserts
+from .schemas import (
+    ContactBatch,
+    ContactBatchOut,
+    ContactCreate,
+    ContactList,
+    ContactOut,
+    ContactUpdate,
+    batch_out,
+    contact_out,
+)
 
 registry = HandlerRegistry("crm_sync")
 routes = web.RouteTableDef()
@@ -40,7 +48,7 @@ async def on_purchase_completed(
     account_id = envelope.account_id
     account = await load_account(conn, ctx.schema, account_id)
     now = account.clock.now() if account else event.paid_at
-    (contact,) = await repo.upsert_contacts(conn, account_id, [event.contact.model_dump()], now, [new_id("contact")])
+    contact = await upserts.upsert_contact(conn, account_id, event.contact.model_dump(), now)
     # A payment belongs to the contact whose e-mail paid (PRODUCT §9).
     await repo.associate(conn, account_id, "contact", contact["id"], "payment", event.payment_id)
     if event.source.get("type") == "payment_link":
@@ -81,6 +89,35 @@ async def create_contact(request: web.Request) -> web.Response:
         now = await account_now(conn, ctx.account_id)
         row = await service.create_contact(conn, ctx.account_id, body, now)
     return web.json_response(contact_out(row), status=201)
+
+
+@routes.post("/v1/contacts/batch/upsert")
+@operation(
+    "Create or update contacts in bulk",
+    scope="crm:write",
+    body=ContactBatch,
+    example={
+        "contacts": [
+            {"email": "ada@example.com", "firstname": "Ada", "lastname": "Lovelace", "company": "Engines"},
+            {"email": "grace@example.com", "city": "Arlington", "country": "US"},
+        ]
+    },
+    response=ContactBatchOut,
+    description=(
+        "Up to 1,000 contacts (and 1 MB) per request, each found by its e-mail address in any letter case "
+        "and created or updated: a value replaces the stored one, an empty or missing one never erases it. "
+        "Rows of one e-mail are merged (later values win). A row whose values are invalid is refused alone "
+        "(`status: failed` with its `errors`); the others are written. 200 with one result per row."
+    ),
+)
+async def upsert_contacts_batch(request: web.Request) -> web.Response:
+    ctx = require(request, "crm:write")
+    # Text is checked row by row (upserts.upsert_batch), not for the whole body.
+    body = await parse_body(request, ContactBatch, scan=False)
+    async with request_tx(request) as conn:
+        now = await account_now(conn, ctx.account_id)
+        outcome = await upserts.upsert_batch(conn, ctx.account_id, [row.model_dump() for row in body.contacts], now)
+    return web.json_response(batch_out(outcome))
 
 
 @routes.get("/v1/contacts")

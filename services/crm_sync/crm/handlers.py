@@ -14,6 +14,7 @@ from shared.web.tx import request_tx
 from ..contacts import repository as contacts_repo
 from . import repository as repo
 from . import service
+from .quote_events import quote_cards
 from .schemas import (
     AssociationsOut,
     CompanyCreate,
@@ -173,7 +174,7 @@ async def create_deal(request: web.Request) -> web.Response:
     async with request_tx(request) as conn:
         now = await service.account_now(conn, ctx.account_id)
         row = await service.create_deal(conn, ctx.account_id, body, now)
-    return web.json_response(deal_out(row), status=201)
+    return web.json_response({**deal_out(row), "quotes": []}, status=201)
 
 
 @routes.get("/v1/deals")
@@ -201,9 +202,10 @@ async def get_deal(request: web.Request) -> web.Response:
     ctx = require(request, "crm:read")
     async with request_tx(request) as conn:
         row = await repo.get_deal(conn, ctx.account_id, request.match_info["deal_id"])
+        cards = await quote_cards(conn, ctx.account_id, row["id"]) if row is not None else []
     if row is None:
         raise NotFound("No such deal.")
-    return web.json_response(deal_out(row))
+    return web.json_response({**deal_out(row), "quotes": cards})
 
 
 @routes.patch("/v1/deals/{deal_id}")
@@ -221,7 +223,9 @@ async def update_deal(request: web.Request) -> web.Response:
     async with request_tx(request) as conn:
         now = await service.account_now(conn, ctx.account_id)
         row = await service.update_deal(conn, ctx.account_id, request.match_info["deal_id"], body, now)
-    return web.json_response(deal_out(row))
+        cards = await quote_cards(conn, ctx.account_id, row["id"])
+    # The same representation as GET, so a client can replace its copy with the answer.
+    return web.json_response({**deal_out(row), "quotes": cards})
 
 
 @routes.get("/v1/deals/{deal_id}/associations")

@@ -80,7 +80,24 @@ async def apply_purchase(
         deal_id = await apply_deal_rule(conn, account_id, event, event.deal_rule, outcome, now)
         if deal_id:
             outcome.deal_ids.append(deal_id)
+    if event.quote is not None:
+        await _attach_quote(conn, account_id, event, outcome)
     return outcome
+
+
+async def _attach_quote(conn: asyncpg.Connection, account_id: str, event: PurchaseCompletedV1, outcome) -> None:
+    """A quote paid online (PRODUCT §5): the payment joins the quote's deal (its stage is
+    the merchant's to move), and the buyer's contact and company join the deal."""
+    quote = event.quote
+    if quote is None or not quote.deal_id:
+        return
+    if not await repo.existing_ids(conn, account_id, "deal", [quote.deal_id]):
+        return
+    await repo.associate(conn, account_id, "deal", quote.deal_id, "payment", event.payment_id)
+    await repo.associate(conn, account_id, "deal", quote.deal_id, "contact", outcome.contact["id"])
+    if outcome.company_id:
+        await repo.associate(conn, account_id, "deal", quote.deal_id, "company", outcome.company_id)
+    outcome.deal_ids.append(quote.deal_id)
 
 
 async def company_named(conn: asyncpg.Connection, account_id: str, name: str, now: datetime) -> Any:

@@ -10,13 +10,14 @@ from typing import Any
 
 import asyncpg
 
-from shared.events.models import CrmRecordUpdatedV1
+from shared.events.models import CrmRecordsUpdatedV1, CrmRecordUpdatedV1
 from shared.outbox import publish_event
 
 SCHEMA = "crm_sync"
 
 
 def contact_summary(row: Any) -> dict[str, Any]:
+    # (bulk upserts compute the name in SQL: contacts.repository.CONTACT_NAME, the same rule)
     name = " ".join(p for p in (row["firstname"], row["lastname"]) if p) or None
     return {"email": row["email"], "name": name, "company_id": row["company_id"]}
 
@@ -69,5 +70,27 @@ async def record_changed(
             deleted=deleted,
             data={} if deleted else SUMMARIES[kind](row),
         ),
+        occurred_at=now,
+    )
+
+
+async def records_changed(
+    conn: asyncpg.Connection,
+    account_id: str,
+    kind: str,
+    record_ids: list[str],
+    versions: list[int],
+    data: dict[str, list[Any]],
+    now: datetime,
+) -> str:
+    """`record_changed` for many records of one kind at once (a bulk upsert), column-wise:
+    ``data[name][i]`` is record ``i``'s summary value ``name`` (the keys of `SUMMARIES`'s
+    function for the kind). One ``crm_records.updated`` event in the caller's transaction."""
+    return await publish_event(
+        conn,
+        schema=SCHEMA,
+        producer="crm_sync",
+        account_id=account_id,
+        event=CrmRecordsUpdatedV1(kind=kind, record_ids=record_ids, versions=versions, data=data),
         occurred_at=now,
     )

@@ -267,6 +267,19 @@ class CompanyOut(_Out):
     updated_at: datetime
 
 
+class QuoteCardOut(_Out):
+    id: str
+    title: str
+    status: Literal["draft", "published", "paid"]
+    currency: str
+    total_due_now: int | None
+    url: str | None
+    expires_on: str | None
+    #: "Paid: <date>" on the card.
+    paid_at: datetime | None
+    payment_id: str | None
+
+
 class DealOut(_Out):
     id: str
     object: Literal["deal"]
@@ -281,6 +294,9 @@ class DealOut(_Out):
     created_by_link_id: str | None
     created_at: datetime
     updated_at: datetime
+    #: The deal's quote cards, newest first (PRODUCT §5): in the answers about one deal
+    #: (create, get, change); lists leave them out (empty) to stay one query per page.
+    quotes: list[QuoteCardOut] = Field(default_factory=list)
 
 
 class AssociationsOut(BaseModel):

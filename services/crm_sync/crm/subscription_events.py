@@ -4,7 +4,7 @@ associated with their contact, company and deals).
 - ``payment.succeeded`` / ``payment.failed`` with a ``subscription`` part (billing's
   automatic charges: renewals, retries, a new payment method's charge; a failed attempt
   is a payment too): the payment is associated with the subscription's contact — by its
-  id, else the contact of the e-mail, created when there is none (`upsert_contacts`:
+  id, else the contact of the e-mail, created when there is none (`upsert_contact`:
   nothing stored is erased) — with its company (else the contact's own) and with its
   deals that exist. A payment has one contact and one company: one it already has (an
   earlier delivery, or a merchant's choice, ``payment.associated``) is kept, so repeats
@@ -26,11 +26,11 @@ import asyncpg
 from shared.accounts import load_account
 from shared.events import EventEnvelope
 from shared.events.models import PaymentFailedV1, PaymentSucceededV1, SubscriptionUpdatedV1
-from shared.ids import new_id
 from shared.inbox import HandlerContext, HandlerRegistry
 from shared.logging import get_logger
 
 from ..contacts import repository as contacts_repo
+from ..contacts import upserts
 from . import records
 from . import repository as repo
 
@@ -121,6 +121,6 @@ async def _contact(
     row = await contacts_repo.find_by_email(conn, account_id, email.strip())
     if row is not None:
         return row
-    (row,) = await contacts_repo.upsert_contacts(conn, account_id, [{"email": email.strip()}], now, [new_id("contact")])
+    row = await upserts.upsert_contact(conn, account_id, {"email": email.strip()}, now)
     await records.record_changed(conn, account_id, "contact", row, now)
     return row

@@ -9,9 +9,11 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.accounts import NOTIFICATION_KINDS
 from shared.clock import rfc3339
 from shared.events import EventEnvelope
 from shared.events.models import (
+    InvoiceUpdatedV1,
     PaymentFailedV1,
     PaymentSucceededV1,
     PurchaseCompletedV1,
@@ -26,48 +28,67 @@ from shared.web.pagination import ListQuery, list_page
 from shared.web.request import parse_query
 from shared.web.tx import request_tx
 
+from . import invoice_mail, service
 from . import repository as repo
-from . import service
 from . import subscription_mail as mail
+from .purchase_mail import purchase_mails
+from .quote_mail import QuotePaid
+from .sender import send_for_fact
 
 registry = HandlerRegistry("notifications")
 routes = web.RouteTableDef()
 
 
-async def _send_receipt(ctx: HandlerContext, envelope: EventEnvelope) -> None:
-    await service.send_for_fact(ctx, envelope.account_id, f"payment:{envelope.data['payment_id']}")
+async def _send_payment_mails(ctx: HandlerContext, envelope: EventEnvelope) -> None:
+    await send_for_fact(ctx, envelope.account_id, mail.payment_fact(envelope.data["payment_id"]))
 
 
 async def _send_failure_notices(ctx: HandlerContext, envelope: EventEnvelope) -> None:
     # Only billing's subscription attempts produce messages; a failed bank debit sends none.
     if envelope.data.get("subscription"):
-        await service.send_for_fact(ctx, envelope.account_id, mail.payment_fact(envelope.data["payment_id"]))
+        await send_for_fact(ctx, envelope.account_id, mail.payment_fact(envelope.data["payment_id"]))
 
 
 async def _send_reminder(ctx: HandlerContext, envelope: EventEnvelope) -> None:
     fact_key = mail.reminder_fact(envelope.data["subscription_id"], envelope.data["period_index"])
-    await service.send_for_fact(ctx, envelope.account_id, fact_key)
+    await send_for_fact(ctx, envelope.account_id, fact_key)
 
 
 async def _send_status_notice(ctx: HandlerContext, envelope: EventEnvelope) -> None:
     data = envelope.data
     status = mail.status_transition(data["status"], data.get("previous_status"))
     if status is not None:
-        await service.send_for_fact(ctx, envelope.account_id, mail.status_fact(data["subscription_id"], status))
+        await send_for_fact(ctx, envelope.account_id, mail.status_fact(data["subscription_id"], status))
+
+
+async def _send_invoice_mail(ctx: HandlerContext, envelope: EventEnvelope) -> None:
+    kind = invoice_mail.kind_of(InvoiceUpdatedV1.model_validate(envelope.data))
+    if kind is not None:
+        fact_key = invoice_mail.invoice_fact(envelope.data["invoice_id"], kind.removeprefix("invoice_"))
+        await send_for_fact(ctx, envelope.account_id, fact_key)
 
 
 def _charge_related(payment_id: str, sub: SubscriptionCharge) -> dict:
     return {"payment_id": payment_id, "subscription_id": sub.subscription_id, "attempt_id": sub.attempt_id}
 
 
-@registry.on("purchase.completed", after_commit=_send_receipt)
+@registry.on("purchase.completed", after_commit=_send_payment_mails)
 async def on_purchase_completed(
     ctx: HandlerContext, conn: asyncpg.Connection, event: PurchaseCompletedV1, envelope: EventEnvelope
 ) -> None:
-    await service.queue_receipt(ctx, conn, event, envelope)
+    """The buyer's receipt and the recipients' payment notification — held while a bank
+    debit is processing (released or dropped by ``payment.succeeded`` / ``.failed``)."""
+    status = await service.payment_status(conn, envelope.account_id, event.payment_id, event.payment_status)
+    related = {"payment_id": event.payment_id, "source": event.source}
+    fact_key = mail.payment_fact(event.payment_id)
+    await service.queue_mails(ctx, conn, envelope.account_id, fact_key, purchase_mails, event, related, status=status)
+    quote = event.quote
+    if quote is not None and quote.owner_email:  # a quote paid online: its owner is told (PRODUCT §5)
+        paid = QuotePaid.from_purchase(event, quote_name=quote.title, owner_email=quote.owner_email)
+        await service.queue_quote_paid(ctx, conn, envelope.account_id, paid)
 
 
-@registry.on("payment.succeeded", after_commit=_send_receipt)
+@registry.on("payment.succeeded", after_commit=_send_payment_mails)
 async def on_payment_succeeded(
     ctx: HandlerContext, conn: asyncpg.Connection, event: PaymentSucceededV1, envelope: EventEnvelope
 ) -> None:
@@ -114,9 +135,30 @@ async def on_subscription_updated(
         await service.queue_mails(ctx, conn, envelope.account_id, fact_key, mail.status_mails, event, related)
 
 
+@registry.on("invoice.updated", after_commit=_send_invoice_mail)
+async def on_invoice_updated(
+    ctx: HandlerContext, conn: asyncpg.Connection, event: InvoiceUpdatedV1, envelope: EventEnvelope
+) -> None:
+    """Issued, overdue, paid: one message each, from the newest snapshot only (a late,
+    older snapshot is not acted on: its state was overtaken)."""
+    kind = invoice_mail.kind_of(event)
+    newest = await repo.newest_invoice_version(conn, envelope.account_id, event.invoice_id, event.version)
+    if kind is None or not newest:
+        return
+    fact_key = invoice_mail.invoice_fact(event.invoice_id, kind.removeprefix("invoice_"))
+    related = {
+        "invoice_id": event.invoice_id,
+        "invoice_number": event.number,
+        "subscription_id": event.subscription_id,
+        "payment_id": event.payment_id,
+    }
+    related = {k: v for k, v in related.items() if v is not None}
+    await service.queue_mails(ctx, conn, envelope.account_id, fact_key, invoice_mail.invoice_mails, event, related)
+
+
 class EmailList(ListQuery):
     to: str | None = Field(default=None, max_length=320)
-    kind: str | None = Field(default=None, max_length=50)
+    kind: Literal[NOTIFICATION_KINDS] | None = None  # type: ignore[valid-type]
     status: Literal["held", "queued", "sending", "sent", "failed", "bounced", "dropped"] | None = None
 
 
@@ -135,7 +177,9 @@ class EmailOut(BaseModel):
     message_id: str
     attempts: int
     last_error: str | None
-    #: The ids of the records the message is about (payment_id, …).
+    #: When a message waiting to be retried (status ``queued``) is tried next.
+    next_attempt_at: datetime | None
+    #: The ids of the records the message is about (payment_id, subscription_id, invoice_id, …).
     related: dict[str, Any]
     payment_id: str | None
     created_at: datetime
@@ -155,6 +199,7 @@ def email_out(row: Any) -> dict[str, Any]:
         "message_id": row["message_id"],
         "attempts": row["attempts"],
         "last_error": row["last_error"],
+        "next_attempt_at": rfc3339(row["next_attempt_at"]) if row["status"] == "queued" else None,
         "related": related,
         "payment_id": related.get("payment_id"),
         "created_at": rfc3339(row["created_at"]),

@@ -22,35 +22,50 @@ async def queue_email(conn: asyncpg.Connection, **values: Any) -> bool:
     return bool(inserted)
 
 
-async def claim_unsent(conn: asyncpg.Connection, account_id: str, fact_key: str, lease_s: int) -> list[asyncpg.Record]:
-    """Take this fact's unsent messages for sending (a dead sender's lease expires)."""
+#: A message that may be tried now: waiting (its backoff over), or claimed by a sender
+#: whose lease ran out (it died mid-send). Index ``emails_due`` (migration 0004).
+_DUE = "status IN ('queued', 'sending') AND next_attempt_at <= now()"
+_CLAIM = "status = 'sending', attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => {lease})"
+
+
+async def claim_fact(conn: asyncpg.Connection, account_id: str, fact_key: str, lease_s: float) -> list[asyncpg.Record]:
+    """Take this fact's due messages for sending, for ``lease_s`` (after commit)."""
     return await conn.fetch(
-        f"""UPDATE {S}.emails SET status = 'sending', attempts = attempts + 1, updated_at = now()
-            WHERE account_id = $1 AND fact_key = $2
-              AND (status IN ('queued', 'failed')
-                   OR (status = 'sending' AND updated_at < now() - make_interval(secs => $3)))
+        f"""UPDATE {S}.emails SET {_CLAIM.format(lease="$3")}, updated_at = now()
+            WHERE account_id = $1 AND fact_key = $2 AND {_DUE}
             RETURNING *""",
         account_id,
         fact_key,
-        lease_s,
+        float(lease_s),
     )
 
 
-async def lease_left(
-    conn: asyncpg.Connection, account_id: str, fact_key: str, lease_s: int, claimed: list[str]
-) -> float | None:
-    """Seconds until the last lease on this fact's messages that we did not claim expires
-    (None when no other sender holds one)."""
-    left = await conn.fetchval(
-        f"""SELECT extract(epoch FROM max(updated_at) + make_interval(secs => $3) - now())::float8
-            FROM {S}.emails
-            WHERE account_id = $1 AND fact_key = $2 AND status = 'sending' AND NOT (id = ANY($4::text[]))""",
+async def claim_due(
+    conn: asyncpg.Connection, lease_s: float, limit: int, account_id: str | None = None
+) -> list[asyncpg.Record]:
+    """The sweep: take up to ``limit`` due messages of any account (as the schema's
+    owner) — or of one — oldest due first; ``SKIP LOCKED``, so concurrent sweeps take
+    disjoint rows."""
+    return await conn.fetch(
+        f"""UPDATE {S}.emails e SET {_CLAIM.format(lease="$1")}, updated_at = now()
+            FROM (SELECT id FROM {S}.emails WHERE {_DUE} AND ($3::text IS NULL OR account_id = $3)
+                  ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
+            WHERE e.id = due.id
+            RETURNING e.*""",
+        float(lease_s),
+        limit,
         account_id,
-        fact_key,
-        lease_s,
-        claimed,
     )
-    return None if left is None else max(0.0, left)
+
+
+async def give_back(conn: asyncpg.Connection, email_ids: list[str]) -> None:
+    """Claimed but not tried: due again at once, the attempt not counted."""
+    await conn.execute(
+        f"""UPDATE {S}.emails SET status = 'queued', attempts = attempts - 1, next_attempt_at = now(),
+                updated_at = now()
+            WHERE id = ANY($1::text[]) AND status = 'sending'""",
+        email_ids,
+    )
 
 
 async def mark_sent(conn: asyncpg.Connection, email_id: str, at: datetime) -> None:
@@ -61,12 +76,34 @@ async def mark_sent(conn: asyncpg.Connection, email_id: str, at: datetime) -> No
     )
 
 
-async def mark_failed(conn: asyncpg.Connection, email_id: str, status: str, error: str) -> None:
+async def mark_final(conn: asyncpg.Connection, email_id: str, status: str, error: str) -> None:
+    """Refused for good: ``bounced`` (the recipient) or ``failed`` (the message)."""
     await conn.execute(
         f"UPDATE {S}.emails SET status = $2, last_error = $3, updated_at = now() WHERE id = $1",
         email_id,
         status,
         error[:2000],
+    )
+
+
+async def mark_retry(
+    conn: asyncpg.Connection, email_id: str, error: str, delay_s: float, give_up_after_s: float
+) -> str:
+    """A transient failure: queued again ``delay_s`` from now — or ``failed`` once it has
+    been failing longer than ``give_up_after_s``. Returns the new status."""
+    return await conn.fetchval(
+        f"""UPDATE {S}.emails SET
+                first_failed_at = COALESCE(first_failed_at, now()),
+                status = CASE WHEN now() - COALESCE(first_failed_at, now()) > make_interval(secs => $4)
+                              THEN 'failed' ELSE 'queued' END,
+                next_attempt_at = now() + make_interval(secs => $3),
+                last_error = $2, updated_at = now()
+            WHERE id = $1
+            RETURNING status""",
+        email_id,
+        error[:2000],
+        float(delay_s),
+        float(give_up_after_s),
     )
 
 
@@ -82,7 +119,7 @@ async def list_emails(
 ) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"""SELECT id, kind, recipient, subject, status, related, locale, message_id, attempts,
-                   last_error, created_at, sent_at
+                   last_error, created_at, sent_at, next_attempt_at
             FROM {S}.emails
             WHERE account_id = $1 AND ($2::text IS NULL OR lower(recipient) = lower($2))
               AND ($3::text IS NULL OR kind = $3) AND ($4::text IS NULL OR id < $4)
@@ -143,3 +180,18 @@ async def drop_held(conn: asyncpg.Connection, account_id: str, fact_key: str) ->
         fact_key,
     )
     return len(dropped)
+
+
+# -- invoices: act only on the newest snapshot (decision 82) ---------------------------------------
+async def newest_invoice_version(conn: asyncpg.Connection, account_id: str, invoice_id: str, version: int) -> bool:
+    """Remember ``version`` if it is the newest seen; False when a newer one was seen."""
+    newest = await conn.fetchval(
+        f"""INSERT INTO {S}.invoice_versions AS v (account_id, invoice_id, version) VALUES ($1, $2, $3)
+            ON CONFLICT (account_id, invoice_id) DO UPDATE SET version = EXCLUDED.version
+            WHERE v.version <= EXCLUDED.version
+            RETURNING true""",
+        account_id,
+        invoice_id,
+        version,
+    )
+    return bool(newest)
