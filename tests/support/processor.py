@@ -9,6 +9,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -170,14 +171,19 @@ class CheckoutTables:
         if self.conn is not None:
             await self.conn.close()
 
-    async def counts(self, account_id: str) -> dict[str, int]:
+    async def counts(self, account_id: str, event_ids: Sequence[str] = ()) -> dict[str, int]:
+        """The account's rows, and the processor events with ``event_ids`` under any account
+        (an event stored under the wrong account; a count of every account's events would
+        also see other tests' late webhooks)."""
         row = await self.conn.fetchrow(
             """SELECT (SELECT count(*) FROM checkout.processor_events WHERE account_id = $1) AS processor_events,
                       (SELECT count(*) FROM checkout.outbox WHERE account_id = $1) AS outbox,
                       (SELECT count(*) FROM checkout.payments WHERE account_id = $1) AS payments,
                       (SELECT count(*) FROM checkout.inbox WHERE account_id = $1) AS inbox,
-                      (SELECT count(*) FROM checkout.processor_events) AS all_processor_events""",
+                      (SELECT count(*) FROM checkout.processor_events WHERE event_id = ANY($2::text[]))
+                          AS these_events_anywhere""",
             account_id,
+            list(event_ids),
         )
         return dict(row)
 

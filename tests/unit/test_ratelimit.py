@@ -35,7 +35,11 @@ async def limiter(request, redis_client, redis_url):
     """The limiter on its own pipelined connection (what the services use), and on a
     redis-py client."""
     namespace = f"commerce-unit-{uuid.uuid4().hex[:8]}"
-    limiter = RateLimiter(redis_url if request.param == "own-connection" else redis_client, namespace)
+    # A generous timeout: these tests count admissions, and a check that fails open on a
+    # loaded machine (a redis-py pool opening 50 connections at once) would be counted as
+    # admitted. Failing open has its own tests below.
+    client = redis_url if request.param == "own-connection" else redis_client
+    limiter = RateLimiter(client, namespace, timeout_s=10.0)
     yield limiter
     await limiter.close()
     keys = [k async for k in redis_client.scan_iter(match=f"{namespace}:*")]
