@@ -246,3 +246,36 @@ async def test_each_payment_date_is_looked_at_once_for_reminders(owner, account,
     assert {r["skipped"] for r in rows if not r["sent"]} == {"interval not longer than the lead time"}
     assert again == 0
     assert await owner.fetchval("SELECT count(*) FROM billing.reminders WHERE account_id = $1", account) == 5
+
+
+async def test_a_pass_failing_midway_leaves_its_unqueued_charges_to_the_lease(pool, owner, redis, account, monkeypatch):
+    """A batch's jobs are enqueued while the next batch's statement runs: when an enqueue
+    fails (Redis down), the pass fails, the charges it committed stay, and the lease puts
+    every one of them on the queue later — none is lost, none is created twice."""
+    namespace = f"commerce-it-sched-{uuid.uuid4().hex[:8]}"
+    await add_subscriptions(owner, account, 23)
+    real_enqueue, calls = scheduler.enqueue_many, []
+
+    async def failing_second_time(client, ns, messages):
+        calls.append(len(messages))
+        if len(calls) == 2:
+            raise ConnectionError("Redis went away")
+        return await real_enqueue(client, ns, messages)
+
+    try:
+        monkeypatch.setattr(scheduler, "enqueue_many", failing_second_time)
+        with pytest.raises(ConnectionError):
+            await scheduler.run_pass(pool, redis, namespace, lease_s=60, batch=5)
+        monkeypatch.setattr(scheduler, "enqueue_many", real_enqueue)
+        created = await owner.fetchval("SELECT count(*) FROM billing.charges WHERE account_id = $1", account)
+        assert 5 <= created < 23 and len(await jobs(redis, namespace)) == 5  # the first batch's jobs only
+        await owner.execute(
+            "UPDATE billing.charges SET enqueued_at = now() - interval '61 seconds' WHERE account_id = $1", account
+        )
+        later = await scheduler.run_pass(pool, redis, namespace, lease_s=60, batch=5)
+        assert later.created == 23 - created
+        charges = await owner.fetch("SELECT id FROM billing.charges WHERE account_id = $1", account)
+        assert len(charges) == len({c["id"] for c in charges}) == 23
+        assert {c["id"] for c in charges} == {args[1] for args in await jobs(redis, namespace)}
+    finally:
+        await redis.delete(f"{namespace}:billing.msgs", f"{namespace}:billing")

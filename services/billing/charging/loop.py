@@ -130,8 +130,8 @@ def run(settings: BillingSettings) -> None:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1` prints where the loop is
 
     async def main() -> None:
-        owner_pool = await create_pool(
-            settings.database_owner_url, application_name="billing-scheduler", min_size=1, max_size=3
+        owner_pool = await create_pool(  # its passes: set-based batches (charges, reminders, invoices)
+            settings.database_owner_url, application_name="billing-scheduler", min_size=1, max_size=3, custom_plans=True
         )
         app_pool = await create_pool(
             settings.database_url, application_name="billing-scheduler", min_size=1, max_size=3
