@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -47,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import _load as load
 
 TARGET_MS = 1000.0
+RECIPIENT = "owner@p9-shop.example"
 POLL_S = 0.025
 #: created_at is when the contact handler started: a later commit can carry an older one.
 LOOKBACK = timedelta(seconds=10)
@@ -65,6 +67,59 @@ class TimingSink:
             for rcpt in envelope.rcpt_tos:
                 self.accepted.setdefault(rcpt.lower(), []).append(now)
         return "250 2.0.0 Message accepted"
+
+
+class CpuMeter:
+    """CPU seconds used by each part of the system: the stack's processes (with their
+    children), PostgreSQL's backends of the bench database by application name, Redis,
+    and this script (load generator, SMTP server, poll)."""
+
+    def __init__(self, stack) -> None:
+        self.stack = stack
+
+    async def sample(self) -> dict[str, float]:
+        import asyncpg
+        import psutil
+
+        def cpu(proc: psutil.Process) -> float:
+            try:
+                times = proc.cpu_times()
+                return times.user + times.system
+            except psutil.Error:
+                return 0.0
+
+        used: dict[str, float] = {}
+        for name, process in self.stack.processes.items():
+            if process.popen is None:
+                continue
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(process.popen.pid)
+                used[name] = cpu(root) + sum(cpu(c) for c in root.children(recursive=True))
+        conn = await asyncpg.connect(self.stack.postgres.url("postgres", self.stack.config.database))
+        try:
+            rows = await conn.fetch(
+                "SELECT pid, application_name FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                self.stack.config.database,
+            )
+        finally:
+            await conn.close()
+        for row in rows:
+            key = f"postgres ({row['application_name'] or '?'})"
+            with contextlib.suppress(psutil.Error):
+                used[key] = used.get(key, 0.0) + cpu(psutil.Process(row["pid"]))
+        for proc in psutil.process_iter(["name"]):
+            if proc.info["name"] == "redis-server":
+                used["redis-server"] = used.get("redis-server", 0.0) + cpu(proc)
+        used["this script"] = cpu(psutil.Process())
+        return used
+
+    @staticmethod
+    def report(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
+        spent = {k: after[k] - before.get(k, 0.0) for k in after}
+        top = sorted(((v, k) for k, v in spent.items() if v >= 0.05 * seconds / 10), reverse=True)
+        total = sum(v for v, _ in top)
+        parts = ", ".join(f"{k} {v / seconds:.0%}" for v, k in top)
+        return f"CPU over {seconds:.0f} s ({total / seconds:.0%} of one core in all, {os.cpu_count()} cores): {parts}"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -111,14 +166,18 @@ def buyer_email(index: int, run: str) -> str:
 
 
 async def wait_replicated(stack, account_id: str, timeout: float = 60.0) -> None:
-    """The account's ``account.updated`` has reached every service (its own copy)."""
+    """The account's latest ``account.updated`` (with its recipient) has reached every service."""
     import asyncpg
 
     conn = await asyncpg.connect(stack.postgres.url("postgres", stack.config.database))
     try:
         deadline = time.monotonic() + timeout
         for schema in ("billing", "notifications", "crm_sync"):
-            while not await conn.fetchval(f"SELECT 1 FROM {schema}.accounts WHERE id = $1", account_id):
+            while not await conn.fetchval(
+                f"SELECT 1 FROM {schema}.accounts WHERE id = $1 AND settings::text LIKE '%' || $2 || '%'",
+                account_id,
+                RECIPIENT,
+            ):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"account {account_id} not in {schema}.accounts after {timeout:.0f}s")
                 await asyncio.sleep(0.1)
@@ -163,12 +222,14 @@ class ContactWatch:
 
 async def drive(stack, account_id: str, link_id: str, rate: float, seconds: float, run: str) -> dict[str, float]:
     """Commit ``rate × seconds`` purchases, each at its own instant; returns e-mail → commit time."""
-    import asyncpg
-
+    from shared.db import create_pool
     from shared.outbox import publish_event
 
-    pool = await asyncpg.create_pool(
-        stack.postgres.url("commerce_checkout", stack.config.database), min_size=8, max_size=8
+    pool = await create_pool(  # as checkout's own pools (JSON codecs)
+        stack.postgres.url("commerce_checkout", stack.config.database),
+        application_name="bench-p9",
+        min_size=8,
+        max_size=8,
     )
     committed: dict[str, float] = {}
     late = 0
@@ -218,6 +279,10 @@ async def scenario(stack, sink: TimingSink, args) -> int:
     )
     if status != 201:
         raise RuntimeError(f"could not create the link: {status} {link}")
+    # The account's recipients get a payment notification per purchase, as a shop's would.
+    status, body = stack.api("PATCH", "/v1/account", account["api_key"], {"notification_recipients": [RECIPIENT]})
+    if status != 200:
+        raise RuntimeError(f"could not set the recipients: {status} {body}")
     await wait_replicated(stack, account_id)
     run = uuid.uuid4().hex[:6]
     watch = ContactWatch(stack.postgres.url("postgres", stack.config.database), account_id)
@@ -226,6 +291,8 @@ async def scenario(stack, sink: TimingSink, args) -> int:
     try:
         # Warm-up: a few purchases at a tenth of the rate, not counted.
         await drive(stack, account_id, link["id"], max(1.0, args.rate / 10), 3.0, run + "w")
+        meter = CpuMeter(stack)
+        cpu_before, window_started = await meter.sample(), time.monotonic()
         committed = await drive(stack, account_id, link["id"], args.rate, args.seconds, run)
         deadline = time.monotonic() + args.settle
         while time.monotonic() < deadline:
@@ -234,6 +301,7 @@ async def scenario(stack, sink: TimingSink, args) -> int:
             if not missing_mail and not missing_contact:
                 break
             await asyncio.sleep(0.2)
+        load.say(CpuMeter.report(cpu_before, await meter.sample(), time.monotonic() - window_started))
         await asyncio.sleep(1.0)  # a doubled receipt would arrive by now
     finally:
         stop.set()
@@ -249,11 +317,11 @@ async def scenario(stack, sink: TimingSink, args) -> int:
         for e, t in committed.items()
         if e in receipts and e in watch.seen
     ]
-    other = sum(len(v) for k, v in sink.accepted.items() if not k.startswith("p9-"))
+    notices = len(sink.accepted.get(RECIPIENT, []))
     load.say(
         f"receipts: {len(receipts):,} of {len(committed):,} (doubled {doubled}); "
         f"p50 {statistics.median(mail_ms):.0f} ms, p99 {percentile(mail_ms, 99):.0f} ms, max {max(mail_ms):.0f} ms; "
-        f"other messages (recipients' notifications) {other:,}"
+        f"payment notifications to the account's recipient {notices:,}"
     )
     load.say(
         f"contacts: {len(contact_ms):,} of {len(committed):,}; p50 {statistics.median(contact_ms):.0f} ms, "

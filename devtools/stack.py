@@ -317,7 +317,8 @@ class Stack:
             for name, port in [
                 ("gateway", ports.gateway),
                 ("test processor", ports.test_processor),
-                ("SMTP sink", ports.smtp),
+                # (a caller may bring its own SMTP server: bench/p9_end_to_end.py)
+                *([("SMTP sink", ports.smtp)] if "mail-sink" in self.processes else []),
                 *[(s, ports.service(s)) for s in SERVICES],
             ]
             if infra.port_open("127.0.0.1", port)

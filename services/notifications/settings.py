@@ -25,6 +25,14 @@ class NotificationsSettings(ServiceSettings):
     smtp_starttls: bool = False
     smtp_tls: bool = False
     smtp_timeout_s: float = Field(default=15.0, gt=0)
+    #: Connections kept open to the SMTP server per worker process (decision 92).
+    smtp_pool_size: int = Field(default=8, ge=0, le=100)
+    #: An idle connection is closed after this many seconds ...
+    smtp_idle_s: float = Field(default=30.0, ge=0)
+    #: ... and checked with NOOP before reuse once idle this long.
+    smtp_check_idle_s: float = Field(default=1.0, ge=0)
+    #: The name given in EHLO (default: this machine's host name).
+    smtp_local_hostname: str | None = None
     from_address: str = "receipts@commerce.localhost"
     #: A message stuck in "sending" this long (a worker died mid-send) is sent again.
     sending_lease_s: int = Field(default=120, ge=10)

@@ -37,11 +37,12 @@ async def _webhook_sweep(ctx: HandlerContext, stop: asyncio.Event) -> None:
 
 async def _extras(settings: NotificationsSettings) -> dict:
     sender = Sender(connect_timeout=settings.webhook_connect_timeout_s, total_timeout=settings.webhook_timeout_s)
+    mailer = SmtpMailer(settings)
     return {
         "renderer": Renderer(),
-        "mailer": SmtpMailer(settings),
+        "mailer": mailer,
         "webhook_sender": sender,
-        "_closers": [sender.close],
+        "_closers": [sender.close, mailer.close],
         # Every worker process sweeps: e-mail retries after backoff and dead senders' leases;
         # webhook endpoints whose next delivery is due.
         "_background": [run_sweeper, _webhook_sweep],
