@@ -16,7 +16,9 @@ APP_POOL = web.AppKey("app_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", Any)
 EXTRAS = web.AppKey("extras", dict)
 
-#: request keys (plain strings: aiohttp requests are mutable mappings)
-AUTH = "commerce.auth"
-IDEMPOTENT_CONN = "commerce.idempotent_conn"
-COMMIT_HOOKS = "commerce.commit_hooks"
+#: Request keys: typed `web.RequestKey` where aiohttp has it (3.13+; it warns about plain
+#: strings), plain strings on older releases.
+_RequestKey = getattr(web, "RequestKey", None)
+AUTH: Any = _RequestKey("auth", Any) if _RequestKey else "commerce.auth"
+IDEMPOTENT_CONN: Any = _RequestKey("idempotent_conn", Any) if _RequestKey else "commerce.idempotent_conn"
+COMMIT_HOOKS: Any = _RequestKey("commit_hooks", Any) if _RequestKey else "commerce.commit_hooks"
