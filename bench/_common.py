@@ -44,9 +44,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -580,7 +581,7 @@ def analyze(dsn: str) -> None:
 
 
 # -- CPU per request: a figure the machine's load hardly moves ----------------------------------------
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (0 when it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -618,7 +619,7 @@ class CpuMeter:
 
     def _sample(self) -> dict[int, float]:
         pids = asyncio.run(_backend_pids(self.admin_dsn, self.application_name))
-        return {pid: _cpu_seconds(pid) for pid in [self.server_pid, *pids]}
+        return {pid: cpu_seconds(pid) for pid in [self.server_pid, *pids]}
 
     def __enter__(self) -> CpuMeter:
         self._before = self._sample()
@@ -667,12 +668,22 @@ class BenchStack:
 
 
 @contextlib.contextmanager
-def bench_stack(label: str, *, extra_env: dict[str, str] | None = None) -> Iterator[BenchStack]:
+def bench_stack(
+    label: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 1,
+    omit: tuple[str, ...] = (),
+    before_start: Callable[[Any], None] | None = None,
+) -> Iterator[BenchStack]:
     """The whole system on free ports, in a database and Redis namespace of its own (the
-    running PostgreSQL and Redis, or private ones devtools starts); removed afterwards."""
+    running PostgreSQL and Redis, or private ones devtools starts); removed afterwards.
+    ``workers`` processes per service; ``omit`` names processes not to start (e.g. the
+    mail sink, for a bench with its own SMTP server), ``before_start(config)`` runs once
+    the ports are known and the database is migrated."""
     from commerce_cli.database import drop_database
     from devtools import infra
-    from devtools.stack import Ports, Stack, StackConfig
+    from devtools.stack import SERVICES, Ports, Stack, StackConfig
 
     suffix = uuid.uuid4().hex[:8]
     run_dir = Path(tempfile.mkdtemp(prefix=f"commerce-bench-{label}-"))
@@ -690,10 +701,16 @@ def bench_stack(label: str, *, extra_env: dict[str, str] | None = None) -> Itera
         environment="test",
         log_level="WARNING",
         extra_env=dict(extra_env or {}),
+        workers=dict.fromkeys(SERVICES, workers),
     )
     stack = Stack(config)
     try:
         stack.prepare()
+        stack.define()
+        for name in omit:
+            stack.processes.pop(name)
+        if before_start is not None:
+            before_start(config)
         stack.start(timeout=240)
         admin_dsn = pg.admin_url().rsplit("/", 1)[0] + "/" + config.database
         yield BenchStack(stack, admin_dsn)

@@ -55,6 +55,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import _load as load
+from bench._common import cpu_seconds
 
 TARGET = 0.40
 QUEUE = "billing"
@@ -186,14 +187,6 @@ def worker_main(kind: str) -> None:
 
 
 # -- the driver -----------------------------------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def backend_cpu(admin_url: str) -> float:
     """CPU seconds so far of the PostgreSQL backends serving billing workers."""
     from bench._common import _backend_pids

@@ -313,12 +313,12 @@ def run_series(label: str, worker: WorkerProcess, redis_url: str, durations: dic
 
     def one(path: str, rate: float, duration: float) -> Series:
         series = f"{label}-{path}-{rate:g}-{uuid.uuid4().hex[:6]}"
-        cpu_before = common._cpu_seconds(worker.process.pid)
+        cpu_before = common.cpu_seconds(worker.process.pid)
         if path == "send":
             sent = send_series(actor, series, rate, duration)
         else:
             sent = asyncio.run(many(series, rate, duration))
-        worker_cpu = (common._cpu_seconds(worker.process.pid) - cpu_before) / sent.seconds * 100
+        worker_cpu = (common.cpu_seconds(worker.process.pid) - cpu_before) / sent.seconds * 100
         delays = collect(client, worker.namespace, series, sent.count, timeout=15.0)
         if worker.process.poll() is not None:
             raise RuntimeError(f"the {worker.label} worker exited:\n{worker.tail()}")

@@ -36,7 +36,6 @@ import contextlib
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -45,6 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import _common as common
 from bench import _load as load
 
 TARGET_MS = 1000.0
@@ -70,47 +70,39 @@ class TimingSink:
 
 
 class CpuMeter:
-    """CPU seconds used by each part of the system: the stack's processes (with their
-    children), PostgreSQL's backends of the bench database by application name, Redis,
-    and this script (load generator, SMTP server, poll)."""
+    """CPU seconds used by each part of the system: the stack's processes, PostgreSQL's
+    backends of the bench database by application name, Redis, and this script (load
+    generator, SMTP server, poll)."""
 
-    def __init__(self, stack) -> None:
-        self.stack = stack
+    def __init__(self, bench) -> None:
+        self.bench = bench
 
     async def sample(self) -> dict[str, float]:
         import asyncpg
-        import psutil
+        import redis.asyncio as aioredis
 
-        def cpu(proc: psutil.Process) -> float:
-            try:
-                times = proc.cpu_times()
-                return times.user + times.system
-            except psutil.Error:
-                return 0.0
-
-        used: dict[str, float] = {}
-        for name, process in self.stack.processes.items():
-            if process.popen is None:
-                continue
-            with contextlib.suppress(psutil.Error):
-                root = psutil.Process(process.popen.pid)
-                used[name] = cpu(root) + sum(cpu(c) for c in root.children(recursive=True))
-        conn = await asyncpg.connect(self.stack.postgres.url("postgres", self.stack.config.database))
+        used = {
+            name: common.cpu_seconds(process.popen.pid)
+            for name, process in self.bench.stack.processes.items()
+            if process.popen is not None
+        }
+        conn = await asyncpg.connect(self.bench.admin_dsn)
         try:
             rows = await conn.fetch(
-                "SELECT pid, application_name FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                self.stack.config.database,
+                "SELECT pid, application_name FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         finally:
             await conn.close()
         for row in rows:
             key = f"postgres ({row['application_name'] or '?'})"
-            with contextlib.suppress(psutil.Error):
-                used[key] = used.get(key, 0.0) + cpu(psutil.Process(row["pid"]))
-        for proc in psutil.process_iter(["name"]):
-            if proc.info["name"] == "redis-server":
-                used["redis-server"] = used.get("redis-server", 0.0) + cpu(proc)
-        used["this script"] = cpu(psutil.Process())
+            used[key] = used.get(key, 0.0) + common.cpu_seconds(row["pid"])
+        client = aioredis.from_url(self.bench.config.redis_url)
+        try:
+            used["redis-server"] = common.cpu_seconds((await client.info("server"))["process_id"])
+        finally:
+            await client.aclose()
+        used["this script"] = common.cpu_seconds(os.getpid())
         return used
 
     @staticmethod
@@ -165,11 +157,11 @@ def buyer_email(index: int, run: str) -> str:
     return f"p9-{run}-{index}@example.com"
 
 
-async def wait_replicated(stack, account_id: str, timeout: float = 60.0) -> None:
+async def wait_replicated(dsn: str, account_id: str, timeout: float = 60.0) -> None:
     """The account's latest ``account.updated`` (with its recipient) has reached every service."""
     import asyncpg
 
-    conn = await asyncpg.connect(stack.postgres.url("postgres", stack.config.database))
+    conn = await asyncpg.connect(dsn)
     try:
         deadline = time.monotonic() + timeout
         for schema in ("billing", "notifications", "crm_sync"):
@@ -220,13 +212,13 @@ class ContactWatch:
             await conn.close()
 
 
-async def drive(stack, account_id: str, link_id: str, rate: float, seconds: float, run: str) -> dict[str, float]:
+async def drive(bench, account_id: str, link_id: str, rate: float, seconds: float, run: str) -> dict[str, float]:
     """Commit ``rate × seconds`` purchases, each at its own instant; returns e-mail → commit time."""
     from shared.db import create_pool
     from shared.outbox import publish_event
 
     pool = await create_pool(  # as checkout's own pools (JSON codecs)
-        stack.postgres.url("commerce_checkout", stack.config.database),
+        bench.stack.postgres.url("commerce_checkout", bench.config.database),
         application_name="bench-p9",
         min_size=8,
         max_size=8,
@@ -268,10 +260,10 @@ async def drive(stack, account_id: str, link_id: str, rate: float, seconds: floa
     return committed
 
 
-async def scenario(stack, sink: TimingSink, args) -> int:
-    account = stack.create_account("P9 bench shop", "USD", True)
+async def scenario(bench, sink: TimingSink, args) -> int:
+    account = bench.create_account("P9 bench shop")
     account_id = account["account_id"]
-    status, link = stack.api(
+    status, link = bench.api(
         "POST",
         "/v1/payment_links",
         account["api_key"],
@@ -280,20 +272,20 @@ async def scenario(stack, sink: TimingSink, args) -> int:
     if status != 201:
         raise RuntimeError(f"could not create the link: {status} {link}")
     # The account's recipients get a payment notification per purchase, as a shop's would.
-    status, body = stack.api("PATCH", "/v1/account", account["api_key"], {"notification_recipients": [RECIPIENT]})
+    status, body = bench.api("PATCH", "/v1/account", account["api_key"], {"notification_recipients": [RECIPIENT]})
     if status != 200:
         raise RuntimeError(f"could not set the recipients: {status} {body}")
-    await wait_replicated(stack, account_id)
+    await wait_replicated(bench.admin_dsn, account_id)
     run = uuid.uuid4().hex[:6]
-    watch = ContactWatch(stack.postgres.url("postgres", stack.config.database), account_id)
+    watch = ContactWatch(bench.admin_dsn, account_id)
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch.run(stop))
     try:
         # Warm-up: a few purchases at a tenth of the rate, not counted.
-        await drive(stack, account_id, link["id"], max(1.0, args.rate / 10), 3.0, run + "w")
-        meter = CpuMeter(stack)
+        await drive(bench, account_id, link["id"], max(1.0, args.rate / 10), 3.0, run + "w")
+        meter = CpuMeter(bench)
         cpu_before, window_started = await meter.sample(), time.monotonic()
-        committed = await drive(stack, account_id, link["id"], args.rate, args.seconds, run)
+        committed = await drive(bench, account_id, link["id"], args.rate, args.seconds, run)
         deadline = time.monotonic() + args.settle
         while time.monotonic() < deadline:
             missing_mail = [e for e in committed if e not in sink.accepted]
@@ -344,42 +336,24 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=1, help="worker processes per service")
     parser.add_argument("--settle", type=float, default=120.0, help="how long to wait for the last effects")
-    parser.add_argument("--keep", action="store_true", help="keep the database and logs")
     args = parser.parse_args()
 
     from aiosmtpd.controller import Controller
 
-    from commerce_cli.database import drop_database
-    from devtools.stack import SERVICES, Ports, Stack, StackConfig
-
-    run_dir = Path(tempfile.mkdtemp(prefix="commerce-bench-p9-"))
-    config = StackConfig(
-        run_dir=run_dir,
-        database=f"commerce_bench_p9_{uuid.uuid4().hex[:8]}",
-        namespace=f"commerce-bench-p9-{uuid.uuid4().hex[:8]}",
-        ports=Ports.free(),
-        workers=dict.fromkeys(SERVICES, args.workers),
-        environment="test",
-        log_level="WARNING",
-    )
     load.say(f"P9 — purchase completed → receipt accepted by SMTP + contact upserted; {load.machine_load()}")
-    stack = Stack(config)
     sink = TimingSink()
-    controller = Controller(sink, hostname="127.0.0.1", port=config.ports.smtp)
+    controllers: list[Controller] = []
+
+    def own_smtp_server(config) -> None:  # in place of the stack's mail sink: it notes the times
+        controllers.append(Controller(sink, hostname="127.0.0.1", port=config.ports.smtp))
+        controllers[0].start()
+
     try:
-        stack.prepare()
-        stack.define()
-        stack.processes.pop("mail-sink")  # this script's own SMTP server notes the times
-        controller.start()
-        stack.start(timeout=120)
-        return asyncio.run(scenario(stack, sink, args))
+        with common.bench_stack("p9", workers=args.workers, omit=("mail-sink",), before_start=own_smtp_server) as bench:
+            return asyncio.run(scenario(bench, sink, args))
     finally:
-        stack.stop()
-        controller.stop()
-        if args.keep:
-            load.say(f"kept: database {config.database}, logs in {run_dir / 'logs'}")
-        elif stack.postgres is not None:
-            asyncio.run(drop_database(stack.postgres.admin_url(), config.database))
+        for controller in controllers:
+            controller.stop()
 
 
 if __name__ == "__main__":

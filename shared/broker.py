@@ -175,8 +175,15 @@ def encode_message(msg: OutgoingMessage, *, now_ms: int) -> tuple[str, bytes]:
     return redis_id, message.encode()
 
 
+#: Messages per pipeline in `enqueue_many`: large enough that the round trips cost
+#: nothing, small enough that serialising one pipeline does not hold the event loop for
+#: long (50,000 messages take most of a second) — other tasks, such as a billing pass's
+#: next statement, get their turn between two pipelines.
+PIPELINE_SIZE = 5_000
+
+
 async def enqueue_many(redis: Any, namespace: str, messages: Iterable[OutgoingMessage]) -> int:
-    """Enqueue many messages in one pipelined round trip.
+    """Enqueue many messages, pipelined (one round trip per `PIPELINE_SIZE` messages).
 
     Writes exactly what dramatiq's ``enqueue`` Lua command writes (the message body in
     ``<ns>:<queue>.msgs`` and its id on the ``<ns>:<queue>`` list), without one script
@@ -192,7 +199,10 @@ async def enqueue_many(redis: Any, namespace: str, messages: Iterable[OutgoingMe
         pipe.hset(f"{namespace}:{msg.queue_name}.msgs", redis_id, body)
         pipe.rpush(f"{namespace}:{msg.queue_name}", redis_id)
         count += 1
-    if count:
+        if count % PIPELINE_SIZE == 0:
+            await pipe.execute()
+            pipe = redis.pipeline(transaction=False)
+    if count % PIPELINE_SIZE:
         await pipe.execute()
     return count
 

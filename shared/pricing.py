@@ -242,6 +242,13 @@ def unit_discount_amount(unit_amount: int, discount: Discount | None) -> int:
     return discount_amount(unit_amount, discount)
 
 
+def line_amount(unit_amount: int, quantity: int, discount: Discount | None) -> tuple[int, int]:
+    """A line's per-unit discount (rounded first) and its amount before tax:
+    (unit price − unit discount) × quantity."""
+    per_unit = unit_discount_amount(unit_amount, discount)
+    return per_unit, (unit_amount - per_unit) * quantity
+
+
 # -- the summary ----------------------------------------------------------------------------
 def _group_key(item: Item, start: date) -> tuple:
     r = item.recurring
@@ -268,8 +275,7 @@ def price(
     for item in selected:
         if item.unit_amount <= 0 or item.quantity <= 0:
             raise PricingError("line_items", "unit amount and quantity must be positive")
-        per_unit = unit_discount_amount(item.unit_amount, item.unit_discount)
-        amount = (item.unit_amount - per_unit) * item.quantity
+        per_unit, amount = line_amount(item.unit_amount, item.quantity, item.unit_discount)
         group = None
         due_now = True
         if item.recurring is not None:
@@ -395,8 +401,7 @@ def price_period(items: list[Item]) -> PeriodCharge:
     for item in items:
         if item.quantity < 1 or item.unit_amount < 0:
             raise PricingError("line_items", "each line has a quantity of at least 1 and a non-negative price")
-        unit_discount = unit_discount_amount(item.unit_amount, item.unit_discount)
-        amount = (item.unit_amount - unit_discount) * item.quantity
+        unit_discount, amount = line_amount(item.unit_amount, item.quantity, item.unit_discount)
         tax = percent_of(amount, item.tax_percent) if item.tax_percent else 0
         lines.append(PeriodLine(item.name, item.quantity, item.unit_amount, unit_discount, amount, tax))
     charge = PeriodCharge(tuple(lines), sum(x.amount for x in lines), sum(x.tax for x in lines))

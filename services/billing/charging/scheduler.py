@@ -1,7 +1,7 @@
 """Finding what is due and putting one job per charge on the queue — set-based.
 
 Every statement here works on a whole batch (``INSERT … SELECT``, ``UPDATE … FROM``)
-and the enqueue is one pipelined Redis round trip (`shared.broker.enqueue_many`): no
+and the enqueue is pipelined to Redis (`shared.broker.enqueue_many`): no
 row-by-row loops. Any number of schedulers may run at once:
 
 - a batch claims its subscriptions by marking each charged for its date in the statement
@@ -208,7 +208,7 @@ async def schedule_for_account(conn: asyncpg.Connection, account_id: str) -> int
     this account, for the scheduler process to enqueue once it is committed (NOTIFY).
     Batches like a pass; the account's rows are locked by the caller's transaction."""
     created, after = 0, None
-    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")  # (see BATCH_SETTINGS)
+    await conn.execute(BATCH_SETTINGS)
     while True:
         batch = await create_due_charges(conn, account_id=account_id, mark_enqueued=False, after=after)
         created += len(batch.created)
@@ -219,19 +219,6 @@ async def schedule_for_account(conn: asyncpg.Connection, account_id: str) -> int
     return created
 
 
-#: Messages per pipeline while a batch's statement runs: small enough that the next
-#: statement is sent between two slices (serialising 50,000 messages holds the event loop
-#: for most of a second), large enough that the extra round trips cost nothing.
-ENQUEUE_SLICE = 5_000
-
-
-async def _enqueue_in_slices(redis, namespace: str, messages: list[OutgoingMessage]) -> int:
-    enqueued = 0
-    for start in range(0, len(messages), ENQUEUE_SLICE):
-        enqueued += await enqueue_many(redis, namespace, messages[start : start + ENQUEUE_SLICE])
-    return enqueued
-
-
 async def run_pass(pool: asyncpg.Pool, redis, namespace: str, *, lease_s: float, batch: int = 50_000) -> PassResult:
     """One scheduler pass over every account: new due charges, then anything runnable
     that is not on the queue. Batches until a batch reads less than a batch."""
@@ -239,9 +226,10 @@ async def run_pass(pool: asyncpg.Pool, redis, namespace: str, *, lease_s: float,
     after = None
     pass_started = await pool.fetchval("SELECT clock_timestamp()")
     # A batch's jobs are enqueued while the next batch's statement runs (PostgreSQL works
-    # while this process serialises and pipelines): one enqueue in flight at a time, in
-    # order. A crash or an error with an enqueue unfinished leaves committed charges off
-    # the queue: the lease brings them back (the claim step below, or the next pass).
+    # while this process serialises and pipelines, `enqueue_many` yielding between its
+    # pipelines): one enqueue in flight at a time, in order. A crash or an error with an
+    # enqueue unfinished leaves committed charges off the queue: the lease brings them
+    # back (the claim step below, or the next pass).
     sending: asyncio.Task[int] | None = None
     try:
         while True:
@@ -250,7 +238,7 @@ async def run_pass(pool: asyncpg.Pool, redis, namespace: str, *, lease_s: float,
                 due = await create_due_charges(conn, limit=batch, mark_enqueued=True, after=after)
             if sending is not None:
                 enqueued += await sending
-            sending = asyncio.create_task(_enqueue_in_slices(redis, namespace, charge_messages(due.created)))
+            sending = asyncio.create_task(enqueue_many(redis, namespace, charge_messages(due.created)))
             created += len(due.created)
             if due.cursor is None or due.read < batch:
                 break

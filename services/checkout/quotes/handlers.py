@@ -12,6 +12,7 @@ from shared.accounts import load_account
 from shared.db import tenant_tx
 from shared.ids import token_hash
 from shared.locale_format import day
+from shared.pricing import line_amount
 from shared.web.auth import require
 from shared.web.keys import APP_POOL, SETTINGS
 from shared.web.openapi import Html, ListOf, Redirect, operation
@@ -212,7 +213,9 @@ def _page_context(request: web.Request, row, account, token: str) -> dict:
                 "unit_discount": money(priced["unit_discount"], currency, locale)
                 if priced.get("unit_discount")
                 else None,
-                "amount": money(priced.get("amount", li["unit_amount"] * li["quantity"]), currency, locale),
+                "amount": money(
+                    priced.get("amount", line_amount(li["unit_amount"], li["quantity"], None)[1]), currency, locale
+                ),
                 "tax_name": rate["name"] if rate else None,
                 "tax_percentage": rate["percentage"] if rate else None,
             }

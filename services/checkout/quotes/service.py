@@ -36,7 +36,7 @@ from shared.config import CommonSettings
 from shared.events.models import QuoteConvertedV1, QuoteLine, QuoteUpdatedV1, TaxRateRef
 from shared.ids import new_id, token_hash
 from shared.outbox import publish_event
-from shared.pricing import Discount, PricingError, Summary, price, unit_discount_amount
+from shared.pricing import Discount, PricingError, Summary, line_amount, price
 from shared.secrets import derive_token
 from shared.web.problem import Conflict, Gone, NotFound, ValidationProblem, field_error
 
@@ -121,7 +121,7 @@ def _lines(items: list[dict]) -> list[QuoteLine]:
     for li in items:
         stored = li.get("unit_discount")
         discount = links._discount(stored) if stored else None
-        per_unit = unit_discount_amount(li["unit_amount"], discount)
+        per_unit, amount = line_amount(li["unit_amount"], li["quantity"], discount)
         rate = li.get("tax_rate")
         lines.append(
             QuoteLine(
@@ -131,7 +131,7 @@ def _lines(items: list[dict]) -> list[QuoteLine]:
                 quantity=li["quantity"],
                 unit_amount=li["unit_amount"],
                 unit_discount=per_unit,
-                amount=(li["unit_amount"] - per_unit) * li["quantity"],
+                amount=amount,
                 tax_rate=TaxRateRef(**rate) if rate else None,
                 recurring=li.get("recurring"),
             )
