@@ -115,6 +115,9 @@ _PART_HEAD = 'Content-Type: {}; charset="utf-8"\r\nContent-Transfer-Encoding: qu
 def _part(boundary: str, content_type: str, body: str) -> bytes:
     crlf = body.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
     encoded = binascii.b2a_qp(crlf, quotetabs=False, istext=True, header=False)
+    # b2a_qp ends its soft line breaks the way the data's first line ends — with a bare
+    # LF when the body has no line break at all; on the wire every line ends in CRLF.
+    encoded = encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     return f"--{boundary}\r\n{_PART_HEAD.format(content_type)}".encode("ascii") + encoded + b"\r\n"
 
 
