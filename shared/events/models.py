@@ -417,6 +417,9 @@ class PaymentRefundedV1(_Payload):
     amount_refunded: int
     payment_status: Literal["refunded", "partially_refunded"]
     refunded_at: datetime
+    #: The payment's source ({type, id}): a consumer may see the refund before the
+    #: purchase that recorded the payment (events of different types are not ordered).
+    source: dict | None = None
 
 
 @event_model("payment.associated", 1)

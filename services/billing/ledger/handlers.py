@@ -98,7 +98,8 @@ async def on_payment_failed(
 async def on_payment_refunded(
     ctx: HandlerContext, conn: asyncpg.Connection, event: PaymentRefundedV1, envelope: EventEnvelope
 ) -> None:
-    source = await repo.payment_source(conn, envelope.account_id, event.payment_id)
+    # (events without a source were published before it travelled with the refund)
+    source = event.source or await repo.payment_source(conn, envelope.account_id, event.payment_id)
     await repo.record_entry(
         conn,
         entry_id=new_id("le"),

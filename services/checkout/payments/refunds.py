@@ -229,6 +229,7 @@ async def record_outcome(
                 amount_refunded=payment["amount_refunded"],
                 payment_status=payment["status"],
                 refunded_at=now,
+                source={"type": payment["source_type"], "id": payment["source_id"]},
             ),
             occurred_at=now,
         )
